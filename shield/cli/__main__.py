@@ -1,0 +1,5 @@
+import sys
+
+from shield.cli import main
+
+sys.exit(main())
