@@ -1,0 +1,136 @@
+"""The shield on the device: automaton tables as a pytree, and the token walks the step needs.
+
+The same ``[C, S, 257]`` transition tables that the host-side :class:`shield.judge.Judge` walks are
+put on the device once per generation, so a jitted decode step checks automaton rules with a few
+gathers (no host round trip per token). ``C`` is the number of automaton components of the
+implicit product, ``S`` the padded state count, and column 256 is the END symbol.
+
+Two walks:
+
+* :func:`walk_tokens` — one token per row, ``L`` gathers per component: every step.
+* :func:`violating_tokens` — every token of the vocabulary from each row's state (``[B, V]``): used
+  by the ``mask`` strategy and by ``backtrack`` while it repairs a failed segment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from shield.alphabet import END
+from shield.checkpoints import closes_sentence
+
+__all__ = ["ShieldTables", "end_step", "shield_tables", "violates", "violating_tokens", "walk_tokens"]
+
+Array = jax.Array
+
+
+@struct.dataclass(frozen=True, kw_only=True)
+class ShieldTables:
+    """Device copies of a lifted shield, padded to the model's vocabulary ``V``."""
+
+    transitions: Array  # [C, S, 257] int32
+    violating: Array  # [C, S] bool
+    initial: Array  # [C] int32
+    token_bytes: Array  # [V, L] int32, padded with 0 past each token's length
+    token_lengths: Array  # [V] int32
+    valid: Array  # [V] bool: ids with bytes in the tokenizer (others are never sampled)
+    closes_sentence: Array  # [V] bool: the token holds ., !, ? or a newline
+
+    @property
+    def components(self) -> int:
+        """C, the number of automaton components."""
+        return int(self.transitions.shape[0])
+
+
+def shield_tables(token_shield: Any, vocab_size: int, special_ids: tuple[int, ...] = ()) -> ShieldTables:
+    """Build the device tables of a lifted shield for a model with ``vocab_size`` logits.
+
+    Args:
+        token_shield: a :class:`shield.TokenShield` (``byte_transitions``, ``violating``,
+            ``initial``, ``token_bytes``).
+        vocab_size: V, the model's number of logits (may exceed the tokenizer's vocabulary).
+        special_ids: ids that are never produced as text (EOS is handled as END separately);
+            they are marked invalid so the sampler never picks them.
+
+    Returns:
+        The :class:`ShieldTables`.
+    """
+    pieces = list(token_shield.token_bytes)[:vocab_size]
+    longest = max((len(p) for p in pieces), default=1) or 1
+    matrix = np.zeros((vocab_size, longest), dtype=np.int32)
+    lengths = np.zeros(vocab_size, dtype=np.int32)
+    valid = np.zeros(vocab_size, dtype=bool)
+    closes = np.zeros(vocab_size, dtype=bool)
+    for token, piece in enumerate(pieces):
+        matrix[token, : len(piece)] = np.frombuffer(piece, dtype=np.uint8)
+        lengths[token] = len(piece)
+        valid[token] = len(piece) > 0
+        closes[token] = closes_sentence(piece)
+    for token in special_ids:
+        if 0 <= token < vocab_size:
+            valid[token] = False
+    return ShieldTables(
+        transitions=jnp.asarray(np.asarray(token_shield.byte_transitions, dtype=np.int32)),
+        violating=jnp.asarray(np.asarray(token_shield.violating, dtype=bool)),
+        initial=jnp.asarray(np.asarray(token_shield.initial, dtype=np.int32)),
+        token_bytes=jnp.asarray(matrix),
+        token_lengths=jnp.asarray(lengths),
+        valid=jnp.asarray(valid),
+        closes_sentence=jnp.asarray(closes),
+    )
+
+
+def violates(tables: ShieldTables, states: Array) -> Array:
+    """``[...]`` bool: whether any component of ``states`` ``[..., C]`` is in a violating state."""
+    component = jnp.arange(tables.components)
+    return jnp.any(tables.violating[component, states], axis=-1)
+
+
+def walk_tokens(tables: ShieldTables, states: Array, tokens: Array) -> Array:
+    """Read one token per row: ``states`` ``[B, C]``, ``tokens`` ``[B]`` → ``[B, C]``."""
+    component = jnp.arange(tables.components)[None, :]  # [1, C]
+    rows = tables.token_bytes[tokens]  # [B, L]
+    lengths = tables.token_lengths[tokens]  # [B]
+
+    def body(i: Array, current: Array) -> Array:
+        symbol = rows[:, i][:, None]  # [B, 1]
+        nxt = tables.transitions[component, current, symbol]  # [B, C]
+        return jnp.where((i < lengths)[:, None], nxt, current)
+
+    return jax.lax.fori_loop(0, rows.shape[1], body, states)
+
+
+def end_step(tables: ShieldTables, states: Array) -> Array:
+    """Read END from ``states`` ``[..., C]``."""
+    component = jnp.arange(tables.components)
+    return tables.transitions[component, states, END]
+
+
+def violating_tokens(tables: ShieldTables, states: Array) -> Array:
+    """``[B, V]`` bool: tokens whose bytes make some component violate from each row's state.
+
+    Args:
+        tables: the device tables.
+        states: ``[B, C]`` int32 monitor states.
+
+    Returns:
+        True where reading the token from the row's state reaches a violating state; invalid ids
+        are True as well (never allowed).
+    """
+    batch, components = states.shape
+    vocab, longest = tables.token_bytes.shape
+    component = jnp.arange(components)[None, None, :]  # [1, 1, C]
+    current = jnp.broadcast_to(states[:, None, :], (batch, vocab, components))  # [B, V, C]
+
+    def body(i: Array, current: Array) -> Array:
+        symbol = tables.token_bytes[:, i][None, :, None]  # [1, V, 1]
+        nxt = tables.transitions[component, current, symbol]  # [B, V, C]
+        return jnp.where((i < tables.token_lengths)[None, :, None], nxt, current)
+
+    final = jax.lax.fori_loop(0, longest, body, current)
+    return violates(tables, final) | ~tables.valid[None, :]

@@ -1,0 +1,149 @@
+"""Classifier scorers: host-side functions that map a batch of texts to probabilities.
+
+A scorer is named in a spec as ``"profanity-check"`` (the bundled default: ``alt-profanity-check``,
+a linear model over TF-IDF that ships its weights) or as ``"module:function"``, a function that
+takes a list of texts and returns one probability in [0, 1] per text. Every answer is checked: a
+scorer that raises, returns the wrong number of scores, or returns NaN or a value outside [0, 1]
+makes the caller fail closed with :class:`~shield.errors.ClassifierError`; nothing is let through
+on a scorer's failure.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from shield.errors import ClassifierError
+from shield.rules import ClassifierRule
+
+__all__ = ["BUILTIN_SCORERS", "Judgement", "Scorer", "judge", "resolve_scorer", "score"]
+
+Scorer = Callable[[list[str]], Sequence[float]]
+
+_REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def _profanity_check(texts: list[str]) -> Sequence[float]:
+    from profanity_check import predict_prob
+
+    return [float(p) for p in predict_prob(texts)]
+
+
+#: Scorers known by a short name.
+BUILTIN_SCORERS: dict[str, Scorer] = {"profanity-check": _profanity_check}
+
+
+@cache
+def resolve_scorer(name: str) -> Scorer:
+    """The scorer function for a spec's classifier ``name``.
+
+    Args:
+        name: ``"profanity-check"`` or ``"module:function"``.
+
+    Returns:
+        A callable mapping a list of texts to one probability per text.
+
+    Raises:
+        ClassifierError: the name is neither a built-in nor an importable ``module:function``.
+
+    Example:
+        >>> scorer = resolve_scorer("profanity-check")
+        >>> len(scorer(["hello", "world"]))
+        2
+    """
+    if name in BUILTIN_SCORERS:
+        return BUILTIN_SCORERS[name]
+    if not _REFERENCE.match(name):
+        raise ClassifierError(
+            f"classifier must be one of {sorted(BUILTIN_SCORERS)} or 'module:function'; got {name!r}"
+        )
+    module_name, function_name = name.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ClassifierError(
+            f"classifier {name!r}: cannot import module {module_name!r} ({error}); install it or fix the name"
+        ) from error
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ClassifierError(
+            f"classifier {name!r}: module {module_name!r} has no callable {function_name!r}"
+        )
+    return function  # type: ignore[no-any-return]
+
+
+def score(name: str, texts: Sequence[str]) -> list[float]:
+    """Score ``texts`` with the scorer ``name``, checking the answer.
+
+    Args:
+        name: the scorer's name (see :func:`resolve_scorer`).
+        texts: the texts to score; an empty batch scores nothing.
+
+    Returns:
+        One probability in [0, 1] per text.
+
+    Raises:
+        ClassifierError: the scorer raised, or answered with the wrong number of scores, a
+            non-number, NaN, or a value outside [0, 1].
+    """
+    batch = list(texts)
+    if not batch:
+        return []
+    scorer = resolve_scorer(name)
+    try:
+        raw = scorer(batch)
+    except Exception as error:  # any scorer failure must stop generation, never pass text
+        raise ClassifierError(f"classifier {name!r} raised {type(error).__name__}: {error}") from error
+    try:
+        scores = [float(value) for value in raw]
+    except (TypeError, ValueError) as error:
+        raise ClassifierError(
+            f"classifier {name!r} must return one number per text; got {type(raw).__name__} ({error})"
+        ) from error
+    if len(scores) != len(batch):
+        raise ClassifierError(
+            f"classifier {name!r} must return {len(batch)} scores (one per text); got {len(scores)}"
+        )
+    for value in scores:
+        if math.isnan(value) or not 0.0 <= value <= 1.0:
+            raise ClassifierError(f"classifier {name!r} must return probabilities in [0, 1]; got {value!r}")
+    return scores
+
+
+@dataclass(frozen=True, kw_only=True)
+class Judgement:
+    """The verdict of one classifier rule on one text."""
+
+    rule: str
+    score: float
+    violates: bool
+
+
+def judge(rules: Sequence[ClassifierRule], texts: Sequence[str]) -> list[Judgement | None]:
+    """Judge each text by every rule; the first violated rule per text, or None when all pass.
+
+    Texts are batched per scorer, so each scorer is called once.
+
+    Args:
+        rules: the classifier rules to apply.
+        texts: the windows to judge (sentences, token windows or whole responses).
+
+    Returns:
+        For each text, the :class:`Judgement` of the first rule (in spec order) whose score
+        reaches its threshold, or None.
+
+    Raises:
+        ClassifierError: a scorer failed (see :func:`score`).
+    """
+    verdicts: list[Judgement | None] = [None] * len(texts)
+    for rule in rules:
+        pending = [i for i, v in enumerate(verdicts) if v is None and texts[i].strip()]
+        scores = score(rule.scorer, [texts[i] for i in pending])
+        for i, value in zip(pending, scores, strict=True):
+            if value >= rule.threshold:
+                verdicts[i] = Judgement(rule=rule.id, score=value, violates=True)
+    return verdicts

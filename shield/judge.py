@@ -1,0 +1,263 @@
+"""The host-side judge: a compiled shield seen through a tokenizer's vocabulary.
+
+A :class:`Judge` answers the questions a decoder asks between model steps: does this token make an
+automaton rule violate (and where did the violating match start), may the text end here, which
+classifier windows closed with the last token and are they safe, where is the last accepted state
+to stop at, and what did a finished text violate (for the strategies that only report).
+
+Monitor states are the tuple of the components' DFA states (the implicit product); they are
+stepped with the same ``[C, S, 257]`` tables the JAX decoder puts on the device, so the host and
+the device walk identical automata. Exact match starts come from ``Shield.first_violation`` over the
+response's bytes, which runs only when a violation has happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from shield.alphabet import END
+from shield.backtrack import Failure
+from shield.checkpoints import closes_sentence, is_checkpoint
+from shield.classifiers import judge as judge_windows
+from shield.policy import BacktrackPolicy
+from shield.result import Event
+from shield.rules import ClassifierRule
+
+__all__ = ["Judge", "MonitorState", "Violation", "Window", "token_index"]
+
+MonitorState = tuple[int, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Violation:
+    """An automaton rule fired: ``rule`` and the byte offset (in the response) where its match starts."""
+
+    rule: str
+    start: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Window:
+    """A classifier window of the response: tokens ``[start, end)`` judged by ``rule``."""
+
+    rule: ClassifierRule
+    start: int
+    end: int
+    text: str
+
+
+class Judge:
+    """A compiled shield bound to a vocabulary.
+
+    Args:
+        shield: the compiled :class:`shield.Shield`.
+        token_shield: its :class:`shield.TokenShield` for this vocabulary (``shield.lift(...)``).
+        decode: turns token ids into text; by default the UTF-8 decoding of their bytes.
+
+    Example:
+        >>> judge = Judge(compiled, compiled.lift(tokenizer))  # doctest: +SKIP
+        >>> state, violation = judge.feed(judge.initial(), token_id)  # doctest: +SKIP
+    """
+
+    def __init__(self, shield: Any, token_shield: Any, decode: Callable[[Sequence[int]], str] | None = None) -> None:
+        self.shield = shield
+        self.tables = token_shield
+        self.token_bytes: tuple[bytes, ...] = tuple(token_shield.token_bytes)
+        self.policy: BacktrackPolicy = shield.policy
+        self.classifier_rules: tuple[ClassifierRule, ...] = tuple(
+            rule for rule in shield.rules if isinstance(rule, ClassifierRule)
+        ) if hasattr(shield, "rules") else ()
+        self._transitions = np.asarray(token_shield.byte_transitions)  # [C, S, 257]
+        self._violating = np.asarray(token_shield.violating)  # [C, S]
+        self._initial: MonitorState = tuple(int(s) for s in np.asarray(token_shield.initial))
+        self._decode = decode
+
+    # -- automaton rules --------------------------------------------------------------------------
+
+    def initial(self) -> MonitorState:
+        """The monitor state at the start of the response."""
+        return self._initial
+
+    def _walk(self, state: MonitorState, symbols: Sequence[int]) -> MonitorState:
+        components = list(state)
+        for c in range(len(components)):
+            s = components[c]
+            for symbol in symbols:
+                s = int(self._transitions[c, s, symbol])
+            components[c] = s
+        return tuple(components)
+
+    def _violates(self, state: MonitorState) -> bool:
+        return any(bool(self._violating[c, s]) for c, s in enumerate(state))
+
+    def token_bytes_of(self, tokens: Sequence[int]) -> list[bytes]:
+        """The byte strings of ``tokens``."""
+        return [self.token_bytes[t] for t in tokens]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of ``tokens``."""
+        if self._decode is not None:
+            return self._decode(tokens)
+        return b"".join(self.token_bytes_of(tokens)).decode("utf-8", errors="replace")
+
+    def locate(self, tokens: Sequence[int], *, final: bool) -> Violation:
+        """The first violated rule and its match start (byte offset) in the text of ``tokens``."""
+        data = b"".join(self.token_bytes_of(tokens))
+        found = self.shield.first_violation(data, final=final)
+        if found is None:  # the tables and the exact scan disagree: fail closed at the start
+            return Violation(rule="<monitor>", start=0)
+        return Violation(rule=found.rule, start=int(found.start))
+
+    def feed(self, state: MonitorState, token: int, prefix: Sequence[int] = ()) -> tuple[MonitorState, Violation | None]:
+        """Read one token from ``state``.
+
+        Args:
+            state: the monitor state after ``prefix``.
+            token: the token id read next.
+            prefix: the response tokens before ``token`` (used only to locate a violation).
+
+        Returns:
+            The next state, and the violation (rule and match start) when the token made an
+            automaton rule fire.
+        """
+        nxt = self._walk(state, self.token_bytes[token])
+        if not self._violates(nxt):
+            return nxt, None
+        return nxt, self.locate([*prefix, token], final=False)
+
+    def end_violation(self, tokens: Sequence[int], state: MonitorState) -> Violation | None:
+        """Whether ending the text after ``tokens`` (in ``state``) makes a rule fire (e.g. whole word)."""
+        if not self._violates(self._walk(state, (END,))):
+            return None
+        return self.locate(tokens, final=True)
+
+    def allowed(self, state: MonitorState, eos_ids: Sequence[int]) -> np.ndarray:
+        """``[V]`` bool: tokens that do not make an automaton rule fire from ``state`` (EOS: END)."""
+        mask = np.asarray(self.tables.allowed_mask(np.asarray(state, dtype=np.int32)), dtype=bool).copy()
+        may_end = not self._violates(self._walk(state, (END,)))
+        for eos_id in eos_ids:
+            if 0 <= eos_id < mask.shape[0]:
+                mask[eos_id] = may_end
+        return mask
+
+    # -- classifier rules -------------------------------------------------------------------------
+
+    def closed_windows(self, tokens: Sequence[int]) -> list[Window]:
+        """Classifier windows that the last token of ``tokens`` closed."""
+        if not tokens:
+            return []
+        last = len(tokens) - 1
+        windows = []
+        for rule in self.classifier_rules:
+            if rule.scope == "sentence" and closes_sentence(self.token_bytes[tokens[last]]):
+                start = self._sentence_start(tokens, last)
+            elif rule.scope == "window" and rule.window_tokens and len(tokens) % rule.window_tokens == 0:
+                start = len(tokens) - rule.window_tokens
+            else:
+                continue
+            windows.append(Window(rule=rule, start=start, end=len(tokens), text=self.detokenize(tokens[start:])))
+        return windows
+
+    def open_windows(self, tokens: Sequence[int]) -> list[Window]:
+        """The windows still open at the end of ``tokens`` (judged when the text ends)."""
+        windows = []
+        for rule in self.classifier_rules:
+            if rule.scope == "sentence":
+                start = self._sentence_start(tokens, len(tokens))
+            elif rule.scope == "window" and rule.window_tokens:
+                start = len(tokens) - len(tokens) % rule.window_tokens
+            else:
+                start = 0
+            if start < len(tokens):
+                windows.append(Window(rule=rule, start=start, end=len(tokens), text=self.detokenize(tokens[start:])))
+        return windows
+
+    def _sentence_start(self, tokens: Sequence[int], before: int) -> int:
+        for index in range(before - 1, -1, -1):
+            if closes_sentence(self.token_bytes[tokens[index]]):
+                return index + 1
+        return 0
+
+    @staticmethod
+    def unsafe(windows: Sequence[Window]) -> Window | None:
+        """The first unsafe window (scoring each rule's windows in one batch), or None."""
+        for window in windows:
+            verdict = judge_windows([window.rule], [window.text])[0]
+            if verdict is not None:
+                return window
+        return None
+
+    # -- what decoders need -----------------------------------------------------------------------
+
+    def closed_window_failure(self, tokens: Sequence[int]) -> Failure | None:
+        """A failure when a window closed by the last token of ``tokens`` is unsafe."""
+        bad = self.unsafe(self.closed_windows(tokens))
+        if bad is None:
+            return None
+        return Failure(tokens=tuple(tokens), start=min(bad.start, len(tokens) - 1), rule=bad.rule.id)
+
+    def end_failure(self, kept: Sequence[int], state: MonitorState, extra: Sequence[int]) -> Failure | None:
+        """A failure when the text may not end after ``kept`` (END check, then open windows).
+
+        ``extra`` holds the token that ended the text (EOS), which is discarded with the failure.
+        """
+        tokens = (*kept, *extra)
+        if not tokens:  # the empty response: nothing to rewind and nothing let through
+            return None
+        violation = self.end_violation(kept, state)
+        if violation is not None:
+            start = token_index(self.token_bytes, kept, violation.start)
+            return Failure(tokens=tokens, start=start, rule=violation.rule)
+        bad = self.unsafe(self.open_windows(kept))
+        if bad is not None:
+            return Failure(tokens=tokens, start=bad.start, rule=bad.rule.id)
+        return None
+
+    def safe_prefix(self, kept: Sequence[int], states: Sequence[MonitorState], *, limit: int) -> int:
+        """The longest checkpoint prefix ``kept[:t]``, ``t <= limit``, that may end the text.
+
+        Position 0 (the empty response) always qualifies, so this never fails.
+        """
+        for t in range(min(limit, len(kept)), 0, -1):
+            if t < len(kept) and not is_checkpoint(self.token_bytes_of(kept), t, self.policy.checkpoint):
+                continue
+            if self.end_violation(kept[:t], states[t]) is None and self.unsafe(self.open_windows(kept[:t])) is None:
+                return t
+        return 0
+
+    def refusal_passes(self) -> bool:
+        """Whether the spec's refusal text passes the classifier rules (automaton rules are checked at compile)."""
+        refusal = self.policy.refusal
+        return all(v is None for v in judge_windows(self.classifier_rules, [refusal])) if self.classifier_rules else True
+
+    def report(self, tokens: Sequence[int]) -> list[Event]:
+        """Violation events of a finished text (strategies ``none`` and ``mask`` only report)."""
+        data = b"".join(self.token_bytes_of(tokens))
+        text = data.decode("utf-8", errors="replace")
+        events = []
+        for found in self.shield.scan(text):
+            start = token_index(self.token_bytes, tokens, len(text[: found.start].encode("utf-8")))
+            end = token_index(self.token_bytes, tokens, max(len(text[: found.end].encode("utf-8")) - 1, 0)) + 1
+            events.append(Event(kind="violation", rule=found.rule, from_token=end, to_token=start))
+        windows: list[Window] = []
+        for index in range(1, len(tokens) + 1):
+            windows.extend(self.closed_windows(tokens[:index]))
+        windows.extend(w for w in self.open_windows(tokens) if w.rule.scope != "response" or w.start == 0)
+        for window in windows:
+            if judge_windows([window.rule], [window.text])[0] is not None:
+                events.append(Event(kind="violation", rule=window.rule.id, from_token=window.end, to_token=window.start))
+        return events
+
+
+def token_index(token_bytes: Sequence[bytes], tokens: Sequence[int], byte_offset: int) -> int:
+    """Index of the token of ``tokens`` that holds byte ``byte_offset`` of their concatenation."""
+    position = 0
+    for index, token in enumerate(tokens):
+        position += len(token_bytes[token])
+        if byte_offset < position:
+            return index
+    return max(len(tokens) - 1, 0)

@@ -1,0 +1,302 @@
+"""The reference decoder: the four strategies as a transition system over any next-token function.
+
+This is the executable specification of shielded decoding. A :class:`Machine` is a pure transition
+system: a frozen :class:`Config` per decoding state, an :meth:`Machine.action` saying what the
+decoder must do next (read a forced prefill token, choose a token among the allowed ones, or check
+the end of the text), and transitions that return the next configuration or a :class:`Finished`
+result. :func:`reference_generate` drives it with a model (slow, simple, model-agnostic: one host
+step per token, no cache); ``proofs/model_checker.py`` drives it with *every* possible token at
+every choice, which explores the behaviour of all models at once on small instances. The JAX
+decoder in ``decoders`` must agree with it token for token (``tests/decoders``).
+
+Semantics, per response position ``p`` (see ``proofs/`` for the theorems):
+
+- the token is forced from the prefill while ``p < len(prefill)`` and the row has not rewound;
+  otherwise it is drawn from the logits with the bans at ``p`` removed, and (strategy ``mask``, or
+  ``backtrack`` while repairing a failed segment) with every token that would make an automaton
+  rule fire removed; the random key is derived from ``(seed, p, attempt)``;
+- ``backtrack``/``reset``: the monitor reads the token's bytes; a violation, an unsafe classifier
+  window, or a failed end-of-text check is a :class:`~shield.backtrack.Failure`, handed to
+  :func:`~shield.backtrack.plan_rewind`; on exhaustion the row stops at its last accepted state
+  (``budget``) or returns the refusal (``refused``);
+- ``none``/``mask``: nothing is rewound; violations of the final text are reported as events.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from shield.backtrack import Exhausted, Failure, RowTrace, plan_rewind
+from shield.checkpoints import is_checkpoint
+from shield.judge import Judge, MonitorState, token_index
+from shield.result import STRATEGIES, Event, GenerationResult, GenerationStats
+from shield.sampling import SamplingConfig, sample_token
+
+__all__ = ["Choose", "Config", "Finished", "Machine", "ReferenceSettings", "reference_generate"]
+
+NextLogits = Callable[[Sequence[int]], np.ndarray]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferenceSettings:
+    """Static settings of one reference generation.
+
+    Attributes:
+        strategy: ``backtrack``, ``reset``, ``mask`` or ``none``.
+        max_new_tokens: N, the most tokens generated after the prefill: the response holds at most
+            ``len(prefill) + N`` tokens.
+        sampling: temperature, top-k and top-p.
+        seed: the row's seed; draws are keyed by ``(seed, position, attempt)``.
+        repair_mask: while regenerating a failed segment, remove tokens that would make an
+            automaton rule fire (``backtrack`` only).
+    """
+
+    strategy: str = "backtrack"
+    max_new_tokens: int = 64
+    sampling: SamplingConfig = SamplingConfig()
+    seed: int = 0
+    repair_mask: bool = True
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
+        if self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0; got {self.max_new_tokens}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """One configuration of the decoder (hashable: it is a node of the model checker's graph).
+
+    Attributes:
+        kept: the kept response tokens.
+        states: the monitor state after each prefix of ``kept`` (``len(kept) + 1`` entries).
+        trace: bans, retries and counters of the controller.
+        attempt: rewinds so far (part of every random key).
+        repair_until: positions before this one are generated with the repair mask.
+        steps: tokens sampled so far (model steps). forced: prefill tokens read so far.
+        events: rollbacks and exhaustion, in order.
+    """
+
+    kept: tuple[int, ...] = ()
+    states: tuple[MonitorState, ...] = ()
+    trace: RowTrace = RowTrace()
+    attempt: int = 0
+    repair_until: int = 0
+    steps: int = 0
+    forced: int = 0
+    events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finished:
+    """A finished generation: the returned tokens and text, the reason, and the last configuration."""
+
+    tokens: tuple[int, ...]
+    text: str
+    reason: str
+    config: Config
+
+
+@dataclass(frozen=True, kw_only=True)
+class Choose:
+    """The decoder must choose a token; ``blocked[t]`` says which ones it may not choose."""
+
+    blocked: np.ndarray
+
+
+class Machine:
+    """The transition system of one row.
+
+    Args:
+        judge: the compiled shield bound to the vocabulary.
+        eos_ids: the end-of-sequence token id, or several.
+        settings: strategy and bounds.
+        prefill: forced response start (token ids).
+        encode: turns the refusal text into token ids (for ``on_exhausted = "refuse"``).
+    """
+
+    def __init__(
+        self,
+        judge: Judge,
+        eos_ids: int | Sequence[int],
+        settings: ReferenceSettings,
+        prefill: Sequence[int] = (),
+        encode: Callable[[str], Sequence[int]] | None = None,
+    ) -> None:
+        self.judge = judge
+        self.eos_ids = (eos_ids,) if isinstance(eos_ids, int) else tuple(eos_ids)
+        self.settings = settings
+        self.prefill = tuple(int(t) for t in prefill)
+        self.encode = encode
+        self.policy = judge.policy
+        self.limit = len(self.prefill) + settings.max_new_tokens
+        self.shielded = settings.strategy in ("backtrack", "reset")
+        # Each transition is a model step, a forced token or a rewind, and every rewind discards
+        # at least one token: this bounds the transitions of any run (termination, proofs/).
+        self.fuel = settings.max_new_tokens + 2 * self.policy.max_discarded_tokens + len(self.prefill) + 2
+
+    def initial(self) -> Config:
+        """The configuration before the first token."""
+        return Config(states=(self.judge.initial(),))
+
+    def action(self, config: Config) -> Literal["end"] | int | Choose:
+        """What comes next: ``"end"`` (the response is full), a forced token id, or a :class:`Choose`."""
+        position = len(config.kept)
+        if position >= self.limit:
+            return "end"
+        if config.attempt == 0 and position < len(self.prefill):
+            return self.prefill[position]
+        blocked = np.zeros(len(self.judge.token_bytes), dtype=bool)
+        for banned in config.trace.banned_at(position):
+            blocked[banned] = True
+        repairing = self.settings.strategy == "backtrack" and position < config.repair_until
+        if self.settings.strategy == "mask" or repairing:
+            violating = ~self.judge.allowed(config.states[-1], self.eos_ids)
+            if not (violating | blocked).all():
+                blocked = blocked | violating
+        return Choose(blocked=blocked)
+
+    # -- transitions ------------------------------------------------------------------------------
+
+    def read(self, config: Config, token: int, *, forced: bool) -> Config | Finished:
+        """The decoder produced ``token`` (sampled, or forced from the prefill)."""
+        config = replace(config, forced=config.forced + 1) if forced else replace(config, steps=config.steps + 1)
+        if token in self.eos_ids:
+            failure = self.judge.end_failure(config.kept, config.states[-1], (token,)) if self.shielded else None
+            return self.finish(config, "eos") if failure is None else self.fail(config, failure)
+        state, violation = self.judge.feed(config.states[-1], token, config.kept)
+        if self.shielded and violation is not None:
+            tokens = (*config.kept, token)
+            start = token_index(self.judge.token_bytes, tokens, violation.start)
+            return self.fail(config, Failure(tokens=tokens, start=start, rule=violation.rule))
+        config = replace(config, kept=(*config.kept, token), states=(*config.states, state))
+        window_failure = self.judge.closed_window_failure(config.kept) if self.shielded else None
+        return config if window_failure is None else self.fail(config, window_failure)
+
+    def end(self, config: Config) -> Config | Finished:
+        """The response is full: check that the text may end here."""
+        failure = self.judge.end_failure(config.kept, config.states[-1], ()) if self.shielded else None
+        return self.finish(config, "length") if failure is None else self.fail(config, failure)
+
+    def stuck(self, config: Config) -> Config | Finished:
+        """Every token is banned at this position: a failure of the prefix, or exhaustion."""
+        if not config.kept:
+            return self.exhausted(config, Failure(tokens=(self.eos_ids[0],), start=0, rule="no-allowed-token"))
+        kept = config.kept
+        return self.fail(config, Failure(tokens=kept, start=len(kept) - 1, rule="no-allowed-token"))
+
+    def fail(self, config: Config, failure: Failure) -> Config | Finished:
+        """Plan and apply a rewind for ``failure``, or stop when the budget is spent."""
+        plan = plan_rewind(
+            config.trace,
+            failure,
+            self.policy,
+            lambda p: is_checkpoint(self.judge.token_bytes_of(failure.tokens), p, self.policy.checkpoint),
+            restart=self.settings.strategy == "reset",
+        )
+        end = len(failure.tokens)
+        if isinstance(plan, Exhausted):
+            event = Event(kind="exhausted", rule=failure.rule, from_token=end, to_token=0, detail=plan.reason)
+            return self.exhausted(replace(config, events=(*config.events, event)), failure)
+        event = Event(kind="rollback", rule=failure.rule, from_token=end, to_token=plan.target)
+        repairing = self.settings.strategy == "backtrack" and self.settings.repair_mask
+        return replace(
+            config,
+            kept=config.kept[: plan.target],
+            states=config.states[: plan.target + 1],
+            trace=plan.trace,
+            attempt=config.attempt + 1,
+            repair_until=max(config.repair_until, end) if repairing else config.repair_until,
+            events=(*config.events, event),
+        )
+
+    def exhausted(self, config: Config, failure: Failure) -> Finished:
+        """Stop at the last accepted state, or refuse, as the policy says."""
+        if self.policy.on_exhausted == "refuse" and self.encode is not None and self.judge.refusal_passes():
+            return Finished(tokens=tuple(self.encode(self.policy.refusal)), text=self.policy.refusal, reason="refused", config=config)
+        keep = self.judge.safe_prefix(config.kept, config.states, limit=min(failure.start, len(config.kept)))
+        return self.finish(replace(config, kept=config.kept[:keep], states=config.states[: keep + 1]), "budget")
+
+    def finish(self, config: Config, reason: str) -> Finished:
+        """The generation ends with ``config.kept``."""
+        if not self.shielded:
+            config = replace(config, events=(*config.events, *self.judge.report(config.kept)))
+        return Finished(tokens=config.kept, text=self.judge.detokenize(config.kept), reason=reason, config=config)
+
+
+def reference_generate(
+    next_logits: NextLogits,
+    prompt: Sequence[int],
+    *,
+    judge: Judge,
+    eos_id: int,
+    settings: ReferenceSettings,
+    prefill: Sequence[int] = (),
+    encode: Callable[[str], Sequence[int]] | None = None,
+) -> GenerationResult:
+    """Generate one response with the reference decoder.
+
+    Args:
+        next_logits: maps the token prefix (prompt + response so far) to logits over the vocabulary.
+        prompt: the prompt's token ids (never rolled back, never scanned).
+        judge: the compiled shield bound to the vocabulary (see :class:`shield.judge.Judge`).
+        eos_id: the end-of-sequence token id.
+        settings: strategy, bounds and sampling.
+        prefill: token ids forced at the start of the response (part of the response).
+        encode: turns the refusal text into token ids (needed for ``on_exhausted = "refuse"``).
+
+    Returns:
+        The :class:`~shield.result.GenerationResult`.
+
+    Example:
+        >>> result = reference_generate(model, [1, 2], judge=judge, eos_id=0, settings=ReferenceSettings())  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    machine = Machine(judge, eos_id, settings, prefill, encode)
+    current: Config | Finished = machine.initial()
+    for _ in range(machine.fuel):
+        if isinstance(current, Finished):
+            break
+        action = machine.action(current)
+        if action == "end":
+            current = machine.end(current)
+        elif isinstance(action, int):
+            current = machine.read(current, action, forced=True)
+        elif action.blocked.all():
+            current = machine.stuck(current)
+        else:
+            logits = np.asarray(next_logits([*prompt, *current.kept]), dtype=np.float64)
+            token = sample_token(
+                logits,
+                action.blocked,
+                settings.sampling,
+                seed=settings.seed,
+                position=len(current.kept),
+                attempt=current.attempt,
+            )
+            current = machine.read(current, token, forced=False)
+    if not isinstance(current, Finished):  # unreachable by the termination theorem; fail closed
+        current = machine.exhausted(current, Failure(tokens=(eos_id,), start=0, rule="fuel"))
+    config = current.config
+    kept = len(current.tokens)
+    stats = GenerationStats(
+        generated_tokens=config.steps,
+        kept_tokens=kept,
+        discarded_tokens=config.steps + config.forced - (kept if current.reason != "refused" else 0),
+        rollbacks=config.trace.rollbacks,
+        max_rollback_tokens=config.trace.max_rollback,
+        wall_seconds=time.perf_counter() - started,
+    )
+    return GenerationResult(
+        text=current.text,
+        finish_reason=current.reason,  # type: ignore[arg-type]
+        tokens=current.tokens,
+        stats=stats,
+        events=config.events,
+    )

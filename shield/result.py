@@ -1,0 +1,101 @@
+"""What a shielded generation returns: the same fields as ``shield generate --json``.
+
+Both decoders (the JAX decoder in ``decoders`` and the pure-Python reference in
+``shield.reference``) return these values, so callers and tests treat them alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+__all__ = ["FINISH_REASONS", "STRATEGIES", "Event", "GenerationResult", "GenerationStats"]
+
+FinishReason = Literal["eos", "length", "budget", "refused"]
+FINISH_REASONS: tuple[str, ...] = ("eos", "length", "budget", "refused")
+STRATEGIES: tuple[str, ...] = ("backtrack", "reset", "mask", "none")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """Something the shield did or saw during a generation.
+
+    Attributes:
+        kind: ``"rollback"`` (a rewind), ``"violation"`` (reported only, strategies ``none`` and
+            ``mask``), or ``"exhausted"`` (budget or retries spent).
+        rule: the id of the rule that caused it.
+        from_token: response position where the failed continuation ended (its length).
+        to_token: response position the row went back to (for ``violation``: where the match
+            started).
+        detail: a human-readable reason, for ``exhausted``.
+    """
+
+    kind: str
+    rule: str
+    from_token: int
+    to_token: int
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of this event (``detail`` only when set)."""
+        data: dict[str, Any] = {
+            "kind": self.kind,
+            "rule": self.rule,
+            "from_token": self.from_token,
+            "to_token": self.to_token,
+        }
+        if self.detail:
+            data["detail"] = self.detail
+        return data
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationStats:
+    """Counters of one generation.
+
+    Attributes:
+        generated_tokens: model steps for this row (kept plus discarded tokens, forced prefill
+            tokens included).
+        kept_tokens: tokens in the returned response.
+        discarded_tokens: tokens removed by rewinds, rejected tokens included.
+        rollbacks: number of rewinds.
+        max_rollback_tokens: the most tokens one rewind discarded.
+        wall_seconds: wall time of the whole call this row was part of.
+    """
+
+    generated_tokens: int
+    kept_tokens: int
+    discarded_tokens: int
+    rollbacks: int
+    max_rollback_tokens: int
+    wall_seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationResult:
+    """One generated response.
+
+    Attributes:
+        text: the returned response (a forced prefill included, the prompt excluded).
+        finish_reason: ``eos``, ``length``, ``budget`` (stopped at the last accepted state) or
+            ``refused`` (the spec's refusal text).
+        tokens: the token ids of ``text``.
+        stats: the counters.
+        events: rollbacks and reported violations, in order.
+    """
+
+    text: str
+    finish_reason: FinishReason
+    tokens: tuple[int, ...]
+    stats: GenerationStats
+    events: tuple[Event, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The object printed by ``shield generate --json``."""
+        return {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "tokens": list(self.tokens),
+            "stats": asdict(self.stats),
+            "events": [event.to_json() for event in self.events],
+        }
