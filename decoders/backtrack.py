@@ -81,7 +81,9 @@ class LoopConfig:
 class ShieldCarry:
     """The shield's part of the decode state, per row ``b`` of ``B`` with ``S`` slots and ``C`` components."""
 
-    history: Array  # [B, S + 1, C] int32: monitor state at each cursor (history[b, start] = initial)
+    history: (
+        Array  # [B, S + 1, C] int32: monitor state at each cursor (history[b, start] = initial)
+    )
     event: Array  # [B] int32: EVENT_* raised by the row; the row waits until the host clears it
     rejected: Array  # [B] int32: the token that raised the event
     ban_position: Array  # [B] int32: cursor at which ban_tokens apply (-1: none)
@@ -103,28 +105,34 @@ def init_carry(history: Array, limit: Array, max_bans: int) -> ShieldCarry:
         The :class:`ShieldCarry`.
     """
     batch = history.shape[0]
-    zeros = jnp.zeros((batch,), jnp.int32)
+
+    def zeros() -> Array:  # distinct buffers: the loop donates every leaf of the carry
+        return jnp.zeros((batch,), jnp.int32)
+
     return ShieldCarry(
         history=history,
-        event=zeros,
-        rejected=zeros,
+        event=zeros(),
+        rejected=zeros(),
         ban_position=jnp.full((batch,), -1, jnp.int32),
         ban_tokens=jnp.full((batch, max_bans), -1, jnp.int32),
-        repair_until=zeros,
-        steps=zeros,
+        repair_until=zeros(),
+        steps=zeros(),
         limit=limit,
     )
 
 
-def _blocked(carry: ShieldCarry, tables: ShieldTables, cursor: Array, eos: Array) -> Array:
-    """``[B, V]`` bool: tokens banned at the row's cursor, and ids that are never text."""
+def _blocked(carry: ShieldCarry, tables: ShieldTables, cursor: Array) -> Array:
+    """``[B, V]`` bool: tokens banned at the row's cursor, and ids that are never sampled."""
     batch = cursor.shape[0]
     vocab = tables.valid.shape[0]
     here = (carry.ban_position == cursor)[:, None] & (carry.ban_tokens >= 0)  # [B, M]
     columns = jnp.where(here, carry.ban_tokens, vocab)  # [B, M]; vocab = dropped
-    banned = jnp.zeros((batch, vocab), bool).at[jnp.arange(batch)[:, None], columns].set(True, mode="drop")
-    never = ~(tables.valid.at[eos].set(True))  # EOS has no bytes but is always a candidate
-    return banned | never[None, :]
+    banned = (
+        jnp.zeros((batch, vocab), bool)
+        .at[jnp.arange(batch)[:, None], columns]
+        .set(True, mode="drop")
+    )
+    return banned | ~tables.valid[None, :]
 
 
 def _step(
@@ -143,7 +151,7 @@ def _step(
     active = (state.finish == RUNNING) & (carry.event == EVENT_NONE)  # [B]
     logits, state = decode_logits(params, config, state, window=window)  # [B, V]
     monitor = carry.history[rows, state.cursor]  # [B, C]
-    blocked = _blocked(carry, tables, state.cursor, eos)  # [B, V]
+    blocked = _blocked(carry, tables, state.cursor)  # [B, V]
     if loop.strategy == "mask":
         need = active
     elif loop.strategy == "backtrack":
@@ -238,7 +246,9 @@ def shielded_loop(
         # Fuel left, some row can step, and no row waits for the host.
         return (steps < fuel) & jnp.any(runnable) & ~jnp.any(waiting)
 
-    def body(values: tuple[DecodeState, ShieldCarry, Array]) -> tuple[DecodeState, ShieldCarry, Array]:
+    def body(
+        values: tuple[DecodeState, ShieldCarry, Array],
+    ) -> tuple[DecodeState, ShieldCarry, Array]:
         state, carry, steps = values
         state, carry = _step(params, config, sampling, loop, tables, state, carry, window)
         return state, carry, steps + 1

@@ -24,7 +24,14 @@ from flax import struct
 from shield.alphabet import END
 from shield.checkpoints import closes_sentence
 
-__all__ = ["ShieldTables", "end_step", "shield_tables", "violates", "violating_tokens", "walk_tokens"]
+__all__ = [
+    "ShieldTables",
+    "end_step",
+    "shield_tables",
+    "violates",
+    "violating_tokens",
+    "walk_tokens",
+]
 
 Array = jax.Array
 
@@ -38,7 +45,7 @@ class ShieldTables:
     initial: Array  # [C] int32
     token_bytes: Array  # [V, L] int32, padded with 0 past each token's length
     token_lengths: Array  # [V] int32
-    valid: Array  # [V] bool: ids with bytes in the tokenizer (others are never sampled)
+    valid: Array  # [V] bool: ids that may be sampled (text tokens and EOS)
     closes_sentence: Array  # [V] bool: the token holds ., !, ? or a newline
 
     @property
@@ -47,15 +54,16 @@ class ShieldTables:
         return int(self.transitions.shape[0])
 
 
-def shield_tables(token_shield: Any, vocab_size: int, special_ids: tuple[int, ...] = ()) -> ShieldTables:
+def shield_tables(token_shield: Any, vocab_size: int, never: np.ndarray) -> ShieldTables:
     """Build the device tables of a lifted shield for a model with ``vocab_size`` logits.
 
     Args:
         token_shield: a :class:`shield.TokenShield` (``byte_transitions``, ``violating``,
             ``initial``, ``token_bytes``).
-        vocab_size: V, the model's number of logits (may exceed the tokenizer's vocabulary).
-        special_ids: ids that are never produced as text (EOS is handled as END separately);
-            they are marked invalid so the sampler never picks them.
+        vocab_size: V, the model's number of logits (may exceed the tokenizer's vocabulary; ids
+            beyond it are never sampled).
+        never: ``[V']`` bool from :meth:`shield.judge.Judge.never`: ids never produced as text
+            (EOS excluded), so the sampler never picks them.
 
     Returns:
         The :class:`ShieldTables`.
@@ -69,11 +77,8 @@ def shield_tables(token_shield: Any, vocab_size: int, special_ids: tuple[int, ..
     for token, piece in enumerate(pieces):
         matrix[token, : len(piece)] = np.frombuffer(piece, dtype=np.uint8)
         lengths[token] = len(piece)
-        valid[token] = len(piece) > 0
+        valid[token] = not never[token]
         closes[token] = closes_sentence(piece)
-    for token in special_ids:
-        if 0 <= token < vocab_size:
-            valid[token] = False
     return ShieldTables(
         transitions=jnp.asarray(np.asarray(token_shield.byte_transitions, dtype=np.int32)),
         violating=jnp.asarray(np.asarray(token_shield.violating, dtype=bool)),

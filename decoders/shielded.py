@@ -30,8 +30,8 @@ from decoders.backtrack import (
 from decoders.generate import prepare
 from decoders.loading import Model
 from decoders.sampling import SamplingConfig
-from decoders.shield_tables import shield_tables
 from decoders.sharding import batch_mesh, replicate
+from decoders.shield_tables import shield_tables
 from decoders.state import FINISH_EOS, FINISH_LENGTH, RUNNING, finish, rewind
 from decoders.tokenizer import Tokenizer
 from shield.backtrack import RowTrace
@@ -40,7 +40,7 @@ from shield.judge import Judge, MonitorState
 from shield.reference import Config, Finished, Machine, ReferenceSettings
 from shield.result import Event, GenerationResult, GenerationStats
 
-__all__ = ["FINISH_BUDGET", "FINISH_REFUSED", "generate_shielded"]
+__all__ = ["FINISH_BUDGET", "FINISH_REFUSED", "generate_shielded", "judge_for"]
 
 FINISH_BUDGET, FINISH_REFUSED = 8, 9
 
@@ -101,18 +101,30 @@ class _Host:
             events=row.events,
         )
 
-    def settle(self, row: _Row, before: Config, after: Config | Finished, *, appended: bool) -> _Decision:
+    def settle(
+        self, row: _Row, before: Config, after: Config | Finished, *, appended: bool
+    ) -> _Decision:
         """Record the outcome of a transition and turn it into a device decision."""
         if isinstance(after, Finished):
-            row.events, row.trace, row.forced = after.config.events, after.config.trace, after.config.forced
+            row.events, row.trace, row.forced = (
+                after.config.events,
+                after.config.trace,
+                after.config.forced,
+            )
             if after.reason in ("eos", "length"):
-                return _Decision(kind="finish", code=FINISH_EOS if after.reason == "eos" else FINISH_LENGTH)
+                return _Decision(
+                    kind="finish", code=FINISH_EOS if after.reason == "eos" else FINISH_LENGTH
+                )
             row.final = after
-            return _Decision(kind="finish", code=FINISH_REFUSED if after.reason == "refused" else FINISH_BUDGET)
+            return _Decision(
+                kind="finish", code=FINISH_REFUSED if after.reason == "refused" else FINISH_BUDGET
+            )
         row.events, row.trace, row.forced = after.events, after.trace, after.forced
         if after.attempt == row.attempt:
             if appended != (len(after.kept) == len(before.kept) + 1):
-                raise DecoderError("shielded loop: the device and the reference disagree on a token.")
+                raise DecoderError(
+                    "shielded loop: the device and the reference disagree on a token."
+                )
             return _Decision(kind="continue")
         row.attempt, row.repair_until = after.attempt, after.repair_until
         target = len(after.kept)
@@ -130,7 +142,9 @@ class _Host:
             return self.settle(row, before, machine.stuck(before), appended=False)
         if event in (EVENT_VIOLATION, EVENT_EOS):
             before = self.config(row, kept)
-            return self.settle(row, before, machine.read(before, rejected, forced=False), appended=False)
+            return self.settle(
+                row, before, machine.read(before, rejected, forced=False), appended=False
+            )
         if event in (EVENT_WINDOW, EVENT_LENGTH):
             before = self.config(row, kept[:-1])
             after = machine.read(before, kept[-1], forced=False)
@@ -140,7 +154,9 @@ class _Host:
             return decision
         raise DecoderError(f"shielded loop: expected an event code in 1..5, received {event}.")
 
-    def walk_prefill(self, row: _Row, prefill: Sequence[int]) -> tuple[tuple[MonitorState, ...], _Decision | None]:
+    def walk_prefill(
+        self, row: _Row, prefill: Sequence[int]
+    ) -> tuple[tuple[MonitorState, ...], _Decision | None]:
         """Read a forced prefill token by token, exactly as the reference decoder does."""
         config = self.machine.initial()
         for token in prefill:
@@ -169,7 +185,9 @@ def _apply(state, carry, decisions: dict[int, _Decision], starts: np.ndarray, ma
             rewind_rows[b] = True
             targets[b] = starts[b] + decision.target
             ban_position[b] = targets[b]
-            if len(decision.banned) > max_bans:  # cannot happen: bans at one position <= max_retries
+            if (
+                len(decision.banned) > max_bans
+            ):  # cannot happen: bans at one position <= max_retries
                 raise DecoderError(
                     f"shielded loop: {len(decision.banned)} bans at one position exceed the {max_bans} ban slots."
                 )
@@ -257,20 +275,26 @@ def generate_shielded(
     sampling = SamplingConfig(temperature=temperature, top_p=top_p, top_k=top_k)
     chosen = batch_mesh() if mesh is True else (mesh or None)
     prepared = prepare(
-        model, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed, chat=chat,
-        prefill=prefill, max_slots=max_slots, mesh=chosen,  # type: ignore[arg-type]
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        chat=chat,
+        prefill=prefill,
+        max_slots=max_slots,
+        mesh=chosen,  # type: ignore[arg-type]
     )
     params = model.params if chosen is None else replicate(model.params, chosen)  # type: ignore[arg-type]
     config = model.config
     state = prepared.state
     batch, slots = state.batch_size, state.max_slots
     forced = tokenizer.encode(prefill, add_bos=False) if prefill else []
-    special = tuple(
-        i for i, piece in enumerate(tokenizer.token_bytes) if i not in config.eos_token_ids and _is_special(tokenizer, i)
-    )
-    tables = shield_tables(judge.tables, config.vocab_size, special)
+    tables = shield_tables(judge.tables, config.vocab_size, judge.never(config.eos_token_ids))
     rules = judge.classifier_rules
-    window_sizes = {rule.window_tokens for rule in rules if rule.scope == "window" and rule.window_tokens}
+    window_sizes = {
+        rule.window_tokens for rule in rules if rule.scope == "window" and rule.window_tokens
+    }
     if len(window_sizes) > 1:
         raise DecoderError(
             f"generate_shielded: expected one window size across window-scope classifier rules, received {sorted(window_sizes)}."
@@ -281,7 +305,9 @@ def generate_shielded(
         window_tokens=next(iter(window_sizes), 0),
         max_bans=policy.max_retries,
     )
-    settings = ReferenceSettings(strategy=strategy, max_new_tokens=max_new_tokens, repair_mask=repair_mask)
+    settings = ReferenceSettings(
+        strategy=strategy, max_new_tokens=max_new_tokens, repair_mask=repair_mask
+    )
     machine = Machine(
         judge,
         config.eos_token_ids,
@@ -292,7 +318,9 @@ def generate_shielded(
     host = _Host(machine)
     rows = [_Row() for _ in range(batch)]
     starts = np.asarray(jax.device_get(state.start))
-    history = np.broadcast_to(np.asarray(judge.initial(), np.int32), (batch, slots + 1, tables.components)).copy()
+    history = np.broadcast_to(
+        np.asarray(judge.initial(), np.int32), (batch, slots + 1, tables.components)
+    ).copy()
     decisions: dict[int, _Decision] = {}
     for b in range(prepared.rows):
         states, decision = host.walk_prefill(rows[b], forced)
@@ -309,7 +337,9 @@ def generate_shielded(
         finish_codes, events = jax.device_get((state.finish, carry.event))
         if bool((finish_codes != RUNNING).all()):
             break
-        waiting = [b for b in range(batch) if finish_codes[b] == RUNNING and events[b] != EVENT_NONE]
+        waiting = [
+            b for b in range(batch) if finish_codes[b] == RUNNING and events[b] != EVENT_NONE
+        ]
         if waiting:
             state, carry = _answer(host, rows, state, carry, waiting, starts, loop.max_bans)
             continue
@@ -325,12 +355,15 @@ def generate_shielded(
     return _collect(judge, rows, prepared.rows, state, carry, strategy, time.perf_counter() - began)
 
 
-def _is_special(tokenizer: Tokenizer, token: int) -> bool:
-    piece = tokenizer.token_bytes[token]
-    return piece.startswith(b"<|") and piece.endswith(b"|>")
-
-
-def _answer(host: _Host, rows: list[_Row], state, carry, waiting: list[int], starts: np.ndarray, max_bans: int):  # type: ignore[no-untyped-def]
+def _answer(
+    host: _Host,
+    rows: list[_Row],
+    state,
+    carry,
+    waiting: list[int],
+    starts: np.ndarray,
+    max_bans: int,
+):  # type: ignore[no-untyped-def]
     tokens, cursors = jax.device_get((state.tokens, state.cursor))
     rejected = np.asarray(jax.device_get(carry.rejected))
     events = np.asarray(jax.device_get(carry.event))
@@ -341,11 +374,18 @@ def _answer(host: _Host, rows: list[_Row], state, carry, waiting: list[int], sta
     return _apply(state, carry, decisions, starts, max_bans)
 
 
-def _collect(judge: Judge, rows: list[_Row], real_rows: int, state, carry, strategy: str, wall: float) -> list[GenerationResult]:  # type: ignore[no-untyped-def]
+def _collect(
+    judge: Judge, rows: list[_Row], real_rows: int, state, carry, strategy: str, wall: float
+) -> list[GenerationResult]:  # type: ignore[no-untyped-def]
     tokens, starts, cursors, finishes, steps = jax.device_get(
         (state.tokens, state.start, state.cursor, state.finish, carry.steps)
     )
-    reasons = {FINISH_EOS: "eos", FINISH_LENGTH: "length", FINISH_BUDGET: "budget", FINISH_REFUSED: "refused"}
+    reasons = {
+        FINISH_EOS: "eos",
+        FINISH_LENGTH: "length",
+        FINISH_BUDGET: "budget",
+        FINISH_REFUSED: "refused",
+    }
     results = []
     for b in range(real_rows):
         row = rows[b]
@@ -370,6 +410,24 @@ def _collect(judge: Judge, rows: list[_Row], real_rows: int, state, carry, strat
             wall_seconds=wall,
         )
         results.append(
-            GenerationResult(text=text, finish_reason=reason, tokens=ids, stats=stats, events=tuple(events))  # type: ignore[arg-type]
+            GenerationResult(
+                text=text, finish_reason=reason, tokens=ids, stats=stats, events=tuple(events)
+            )  # type: ignore[arg-type]
         )
     return results
+
+
+def judge_for(compiled: object, tokenizer: Tokenizer) -> Judge:
+    """Bind a compiled shield to a tokenizer's vocabulary (special tokens are never text).
+
+    Args:
+        compiled: a :class:`shield.Shield` from ``shield.compile``.
+        tokenizer: the model's tokenizer.
+
+    Returns:
+        The :class:`~shield.judge.Judge` the decoders use.
+
+    Example:
+        >>> judge = judge_for(shield.compile(specs.load("specs/library/toxicity.toml")), tokenizer)  # doctest: +SKIP
+    """
+    return Judge(compiled, compiled.lift(tokenizer.backend), decode=None)  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ transitions form a directed graph (networkx); the checks are the theorems of ``p
   goes before the response;
 * soundness: every finished text (``eos``, ``length``, ``budget``) passes the spec as a finished
   text, and a refusal happens only after an ``exhausted`` event;
-* progress: along every path, a failed continuation is never produced again.
+* progress (``backtrack``): along every path, a failed continuation is never produced again.
 
 Run ``python -m proofs.model_checker`` for the default instances; ``tests/proofs`` runs it too.
 """
@@ -29,7 +29,7 @@ import networkx as nx
 
 import shield
 from shield.policy import BacktrackPolicy
-from shield.reference import Choose, Config, Finished, Machine, ReferenceSettings
+from shield.reference import Config, Finished, Machine, ReferenceSettings
 from shield.rules import AutomatonRule, LiteralRule, MatchOptions, RegexRule, WordsRule
 
 __all__ = ["Instance", "Report", "check", "default_instances", "explore", "main"]
@@ -69,21 +69,24 @@ def _machine(instance: Instance) -> tuple[Machine, object]:
     return Machine(judge, EOS, settings, instance.prefill, encode=lambda text: ()), compiled
 
 
-def _successors(machine: Machine, config: Config) -> list[Config | Finished]:
+def _successors(machine: Machine, config: Config) -> list[tuple[tuple[int, ...], Config | Finished]]:
+    """Every next configuration, each with the continuation it judged (kept tokens + token read)."""
     action = machine.action(config)
     if action == "end":
-        return [machine.end(config)]
+        return [(config.kept, machine.end(config))]
     if isinstance(action, int):
-        return [machine.read(config, action, forced=True)]
-    assert isinstance(action, Choose)
+        return [((*config.kept, action), machine.read(config, action, forced=True))]
     allowed = [t for t in range(len(VOCABULARY)) if not action.blocked[t]]
     if not allowed:
-        return [machine.stuck(config)]
-    return [machine.read(config, token, forced=False) for token in allowed]
+        return [(config.kept, machine.stuck(config))]
+    return [((*config.kept, token), machine.read(config, token, forced=False)) for token in allowed]
 
 
 def explore(machine: Machine, max_nodes: int = 200_000) -> nx.DiGraph:
     """The graph of every configuration reachable under every choice of tokens.
+
+    Edges carry ``continuation``: the tokens the decoder had produced when it took the edge (the
+    kept tokens plus the token read), which is the failed continuation when the edge is a rewind.
 
     Args:
         machine: the transition system.
@@ -98,12 +101,12 @@ def explore(machine: Machine, max_nodes: int = 200_000) -> nx.DiGraph:
     frontier = [start]
     while frontier and graph.number_of_nodes() < max_nodes:
         config = frontier.pop()
-        for successor in _successors(machine, config):
+        for continuation, successor in _successors(machine, config):
             if successor not in graph:
                 graph.add_node(successor)
                 if isinstance(successor, Config):
                     frontier.append(successor)
-            graph.add_edge(config, successor)
+            graph.add_edge(config, successor, continuation=continuation)
     graph.graph["complete"] = not frontier
     return graph
 
@@ -147,25 +150,32 @@ def check(instance: Instance, max_nodes: int = 200_000) -> Report:
                 problems.append(f"soundness: returned {text!r} violates {found[0].rule}")
         if done.reason == "refused" and not any(e.kind == "exhausted" for e in config.events):
             problems.append("soundness: refusal without exhaustion")
-    for path_end in finished:
-        _check_progress(graph, machine.initial(), path_end, problems)
+    if instance.strategy == "backtrack":  # reset keeps no bans: progress is not claimed for it
+        for path_end in finished:
+            _check_progress(graph, machine.initial(), path_end, problems)
     return Report(nodes=graph.number_of_nodes(), finished=len(finished), problems=tuple(problems[:20]))
 
 
 def _check_progress(graph: nx.DiGraph, start: Config, done: Finished, problems: list[str]) -> None:
-    """Along the path to ``done``, no continuation re-enters a prefix that a rewind banned."""
+    """Along the path to ``done``, no continuation re-enters a failed continuation's banned prefix.
+
+    The failed prefixes are read off the rewind edges themselves (the continuation up to and
+    including its token at the rewind target), not from the controller's bans, so a controller
+    that forgot a ban is caught.
+    """
     path = nx.shortest_path(graph, start, done)
-    banned: list[tuple[int, ...]] = []
-    for node in path:
-        config = node.config if isinstance(node, Finished) else node
-        for position, token in config.trace.bans:
-            prefix = (*config.kept[:position], token) if position <= len(config.kept) else None
-            if prefix is not None and prefix not in banned:
-                banned.append(prefix)
-        for prefix in banned:
-            if len(config.kept) >= len(prefix) and config.kept[: len(prefix)] == prefix:
-                problems.append(f"progress: {config.kept} repeats banned prefix {prefix}")
+    failed: list[tuple[int, ...]] = []
+    for before, after in itertools.pairwise(path):
+        after_config = after.config if isinstance(after, Finished) else after
+        for prefix in failed:
+            if after_config.kept[: len(prefix)] == prefix:
+                problems.append(f"progress: {after_config.kept} repeats failed prefix {prefix}")
                 return
+        if after_config.attempt > before.attempt and after_config.trace.bans is not None:
+            continuation = graph.edges[before, after]["continuation"]
+            target = len(after_config.kept)
+            if target < len(continuation):
+                failed.append(continuation[: target + 1])
 
 
 def default_instances() -> list[Instance]:

@@ -63,18 +63,35 @@ class Judge:
         >>> state, violation = judge.feed(judge.initial(), token_id)  # doctest: +SKIP
     """
 
-    def __init__(self, shield: Any, token_shield: Any, decode: Callable[[Sequence[int]], str] | None = None) -> None:
+    def __init__(
+        self, shield: Any, token_shield: Any, decode: Callable[[Sequence[int]], str] | None = None
+    ) -> None:
         self.shield = shield
         self.tables = token_shield
         self.token_bytes: tuple[bytes, ...] = tuple(token_shield.token_bytes)
         self.policy: BacktrackPolicy = shield.policy
-        self.classifier_rules: tuple[ClassifierRule, ...] = tuple(
-            rule for rule in shield.rules if isinstance(rule, ClassifierRule)
-        ) if hasattr(shield, "rules") else ()
+        self.classifier_rules: tuple[ClassifierRule, ...] = (
+            tuple(rule for rule in shield.rules if isinstance(rule, ClassifierRule))
+            if hasattr(shield, "rules")
+            else ()
+        )
         self._transitions = np.asarray(token_shield.byte_transitions)  # [C, S, 257]
         self._violating = np.asarray(token_shield.violating)  # [C, S]
         self._initial: MonitorState = tuple(int(s) for s in np.asarray(token_shield.initial))
         self._decode = decode
+        special = np.asarray(getattr(token_shield, "special", np.zeros(len(self.token_bytes), bool)), dtype=bool)
+        empty = np.array([len(piece) == 0 for piece in self.token_bytes], dtype=bool)
+        self._never = special | empty
+        self._never.setflags(write=False)
+
+    def never(self, eos_ids: Sequence[int]) -> np.ndarray:
+        """``[V]`` bool: ids that are never produced as response text: special tokens and tokens
+        without bytes, except the end-of-sequence ids (which end the text)."""
+        mask = self._never.copy()
+        for eos_id in eos_ids:
+            if 0 <= eos_id < mask.shape[0]:
+                mask[eos_id] = False
+        return mask
 
     # -- automaton rules --------------------------------------------------------------------------
 
@@ -112,7 +129,9 @@ class Judge:
             return Violation(rule="<monitor>", start=0)
         return Violation(rule=found.rule, start=int(found.start))
 
-    def feed(self, state: MonitorState, token: int, prefix: Sequence[int] = ()) -> tuple[MonitorState, Violation | None]:
+    def feed(
+        self, state: MonitorState, token: int, prefix: Sequence[int] = ()
+    ) -> tuple[MonitorState, Violation | None]:
         """Read one token from ``state``.
 
         Args:
@@ -137,7 +156,9 @@ class Judge:
 
     def allowed(self, state: MonitorState, eos_ids: Sequence[int]) -> np.ndarray:
         """``[V]`` bool: tokens that do not make an automaton rule fire from ``state`` (EOS: END)."""
-        mask = np.asarray(self.tables.allowed_mask(np.asarray(state, dtype=np.int32)), dtype=bool).copy()
+        mask = np.asarray(
+            self.tables.allowed_mask(np.asarray(state, dtype=np.int32)), dtype=bool
+        ).copy()
         may_end = not self._violates(self._walk(state, (END,)))
         for eos_id in eos_ids:
             if 0 <= eos_id < mask.shape[0]:
@@ -155,11 +176,19 @@ class Judge:
         for rule in self.classifier_rules:
             if rule.scope == "sentence" and closes_sentence(self.token_bytes[tokens[last]]):
                 start = self._sentence_start(tokens, last)
-            elif rule.scope == "window" and rule.window_tokens and len(tokens) % rule.window_tokens == 0:
+            elif (
+                rule.scope == "window"
+                and rule.window_tokens
+                and len(tokens) % rule.window_tokens == 0
+            ):
                 start = len(tokens) - rule.window_tokens
             else:
                 continue
-            windows.append(Window(rule=rule, start=start, end=len(tokens), text=self.detokenize(tokens[start:])))
+            windows.append(
+                Window(
+                    rule=rule, start=start, end=len(tokens), text=self.detokenize(tokens[start:])
+                )
+            )
         return windows
 
     def open_windows(self, tokens: Sequence[int]) -> list[Window]:
@@ -173,8 +202,30 @@ class Judge:
             else:
                 start = 0
             if start < len(tokens):
-                windows.append(Window(rule=rule, start=start, end=len(tokens), text=self.detokenize(tokens[start:])))
+                windows.append(
+                    Window(
+                        rule=rule,
+                        start=start,
+                        end=len(tokens),
+                        text=self.detokenize(tokens[start:]),
+                    )
+                )
         return windows
+
+    def window_boundary(self, tokens: Sequence[int], position: int) -> bool:
+        """Whether ``position`` ends a window of every classifier rule (always, without classifier rules)."""
+        for rule in self.classifier_rules:
+            if rule.scope == "response" and position > 0:
+                return False
+            if rule.scope == "window" and rule.window_tokens and position % rule.window_tokens:
+                return False
+            if (
+                rule.scope == "sentence"
+                and position > 0
+                and not closes_sentence(self.token_bytes[tokens[position - 1]])
+            ):
+                return False
+        return True
 
     def _sentence_start(self, tokens: Sequence[int], before: int) -> int:
         for index in range(before - 1, -1, -1):
@@ -198,9 +249,13 @@ class Judge:
         bad = self.unsafe(self.closed_windows(tokens))
         if bad is None:
             return None
-        return Failure(tokens=tuple(tokens), start=min(bad.start, len(tokens) - 1), rule=bad.rule.id)
+        return Failure(
+            tokens=tuple(tokens), start=min(bad.start, len(tokens) - 1), rule=bad.rule.id
+        )
 
-    def end_failure(self, kept: Sequence[int], state: MonitorState, extra: Sequence[int]) -> Failure | None:
+    def end_failure(
+        self, kept: Sequence[int], state: MonitorState, extra: Sequence[int]
+    ) -> Failure | None:
         """A failure when the text may not end after ``kept`` (END check, then open windows).
 
         ``extra`` holds the token that ended the text (EOS), which is discarded with the failure.
@@ -217,22 +272,33 @@ class Judge:
             return Failure(tokens=tokens, start=bad.start, rule=bad.rule.id)
         return None
 
-    def safe_prefix(self, kept: Sequence[int], states: Sequence[MonitorState], *, limit: int) -> int:
+    def safe_prefix(
+        self, kept: Sequence[int], states: Sequence[MonitorState], *, limit: int
+    ) -> int:
         """The longest checkpoint prefix ``kept[:t]``, ``t <= limit``, that may end the text.
 
         Position 0 (the empty response) always qualifies, so this never fails.
         """
         for t in range(min(limit, len(kept)), 0, -1):
-            if t < len(kept) and not is_checkpoint(self.token_bytes_of(kept), t, self.policy.checkpoint):
+            if t < len(kept) and not is_checkpoint(
+                self.token_bytes_of(kept), t, self.policy.checkpoint
+            ):
                 continue
-            if self.end_violation(kept[:t], states[t]) is None and self.unsafe(self.open_windows(kept[:t])) is None:
+            if (
+                self.end_violation(kept[:t], states[t]) is None
+                and self.unsafe(self.open_windows(kept[:t])) is None
+            ):
                 return t
         return 0
 
     def refusal_passes(self) -> bool:
         """Whether the spec's refusal text passes the classifier rules (automaton rules are checked at compile)."""
         refusal = self.policy.refusal
-        return all(v is None for v in judge_windows(self.classifier_rules, [refusal])) if self.classifier_rules else True
+        return (
+            all(v is None for v in judge_windows(self.classifier_rules, [refusal]))
+            if self.classifier_rules
+            else True
+        )
 
     def report(self, tokens: Sequence[int]) -> list[Event]:
         """Violation events of a finished text (strategies ``none`` and ``mask`` only report)."""
@@ -241,15 +307,29 @@ class Judge:
         events = []
         for found in self.shield.scan(text):
             start = token_index(self.token_bytes, tokens, len(text[: found.start].encode("utf-8")))
-            end = token_index(self.token_bytes, tokens, max(len(text[: found.end].encode("utf-8")) - 1, 0)) + 1
+            end = (
+                token_index(
+                    self.token_bytes, tokens, max(len(text[: found.end].encode("utf-8")) - 1, 0)
+                )
+                + 1
+            )
             events.append(Event(kind="violation", rule=found.rule, from_token=end, to_token=start))
         windows: list[Window] = []
         for index in range(1, len(tokens) + 1):
             windows.extend(self.closed_windows(tokens[:index]))
-        windows.extend(w for w in self.open_windows(tokens) if w.rule.scope != "response" or w.start == 0)
+        windows.extend(
+            w for w in self.open_windows(tokens) if w.rule.scope != "response" or w.start == 0
+        )
         for window in windows:
             if judge_windows([window.rule], [window.text])[0] is not None:
-                events.append(Event(kind="violation", rule=window.rule.id, from_token=window.end, to_token=window.start))
+                events.append(
+                    Event(
+                        kind="violation",
+                        rule=window.rule.id,
+                        from_token=window.end,
+                        to_token=window.start,
+                    )
+                )
         return events
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from shield.backtrack import Exhausted, Failure, RowTrace, plan_rewind
 from shield.checkpoints import is_checkpoint
 from shield.judge import Judge, MonitorState, token_index
-from shield.result import STRATEGIES, Event, GenerationResult, GenerationStats
+from shield.result import STRATEGIES, Event, GenerationResult, GenerationStats, TextStream
 from shield.sampling import SamplingConfig, sample_token
 
 __all__ = ["Choose", "Config", "Finished", "Machine", "ReferenceSettings", "reference_generate"]
@@ -64,7 +64,9 @@ class ReferenceSettings:
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
+            raise ValueError(
+                f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}"
+            )
         if self.max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0; got {self.max_new_tokens}")
 
@@ -81,6 +83,7 @@ class Config:
         repair_until: positions before this one are generated with the repair mask.
         steps: tokens sampled so far (model steps). forced: prefill tokens read so far.
         events: rollbacks and exhaustion, in order.
+        released: ``kept[:released]`` has been streamed; no rewind or stop may cut into it.
     """
 
     kept: tuple[int, ...] = ()
@@ -91,6 +94,7 @@ class Config:
     steps: int = 0
     forced: int = 0
     events: tuple[Event, ...] = ()
+    released: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,9 +141,12 @@ class Machine:
         self.policy = judge.policy
         self.limit = len(self.prefill) + settings.max_new_tokens
         self.shielded = settings.strategy in ("backtrack", "reset")
+        self.never = judge.never(self.eos_ids)
         # Each transition is a model step, a forced token or a rewind, and every rewind discards
         # at least one token: this bounds the transitions of any run (termination, proofs/).
-        self.fuel = settings.max_new_tokens + 2 * self.policy.max_discarded_tokens + len(self.prefill) + 2
+        self.fuel = (
+            settings.max_new_tokens + 2 * self.policy.max_discarded_tokens + len(self.prefill) + 2
+        )
 
     def initial(self) -> Config:
         """The configuration before the first token."""
@@ -152,7 +159,7 @@ class Machine:
             return "end"
         if config.attempt == 0 and position < len(self.prefill):
             return self.prefill[position]
-        blocked = np.zeros(len(self.judge.token_bytes), dtype=bool)
+        blocked = self.never.copy()
         for banned in config.trace.banned_at(position):
             blocked[banned] = True
         repairing = self.settings.strategy == "backtrack" and position < config.repair_until
@@ -166,9 +173,17 @@ class Machine:
 
     def read(self, config: Config, token: int, *, forced: bool) -> Config | Finished:
         """The decoder produced ``token`` (sampled, or forced from the prefill)."""
-        config = replace(config, forced=config.forced + 1) if forced else replace(config, steps=config.steps + 1)
+        config = (
+            replace(config, forced=config.forced + 1)
+            if forced
+            else replace(config, steps=config.steps + 1)
+        )
         if token in self.eos_ids:
-            failure = self.judge.end_failure(config.kept, config.states[-1], (token,)) if self.shielded else None
+            failure = (
+                self.judge.end_failure(config.kept, config.states[-1], (token,))
+                if self.shielded
+                else None
+            )
             return self.finish(config, "eos") if failure is None else self.fail(config, failure)
         state, violation = self.judge.feed(config.states[-1], token, config.kept)
         if self.shielded and violation is not None:
@@ -181,13 +196,17 @@ class Machine:
 
     def end(self, config: Config) -> Config | Finished:
         """The response is full: check that the text may end here."""
-        failure = self.judge.end_failure(config.kept, config.states[-1], ()) if self.shielded else None
+        failure = (
+            self.judge.end_failure(config.kept, config.states[-1], ()) if self.shielded else None
+        )
         return self.finish(config, "length") if failure is None else self.fail(config, failure)
 
     def stuck(self, config: Config) -> Config | Finished:
         """Every token is banned at this position: a failure of the prefix, or exhaustion."""
         if not config.kept:
-            return self.exhausted(config, Failure(tokens=(self.eos_ids[0],), start=0, rule="no-allowed-token"))
+            return self.exhausted(
+                config, Failure(tokens=(self.eos_ids[0],), start=0, rule="no-allowed-token")
+            )
         kept = config.kept
         return self.fail(config, Failure(tokens=kept, start=len(kept) - 1, rule="no-allowed-token"))
 
@@ -197,12 +216,16 @@ class Machine:
             config.trace,
             failure,
             self.policy,
-            lambda p: is_checkpoint(self.judge.token_bytes_of(failure.tokens), p, self.policy.checkpoint),
+            lambda p: is_checkpoint(
+                self.judge.token_bytes_of(failure.tokens), p, self.policy.checkpoint
+            ),
             restart=self.settings.strategy == "reset",
         )
         end = len(failure.tokens)
         if isinstance(plan, Exhausted):
-            event = Event(kind="exhausted", rule=failure.rule, from_token=end, to_token=0, detail=plan.reason)
+            event = Event(
+                kind="exhausted", rule=failure.rule, from_token=end, to_token=0, detail=plan.reason
+            )
             return self.exhausted(replace(config, events=(*config.events, event)), failure)
         event = Event(kind="rollback", rule=failure.rule, from_token=end, to_token=plan.target)
         repairing = self.settings.strategy == "backtrack" and self.settings.repair_mask
@@ -218,16 +241,61 @@ class Machine:
 
     def exhausted(self, config: Config, failure: Failure) -> Finished:
         """Stop at the last accepted state, or refuse, as the policy says."""
-        if self.policy.on_exhausted == "refuse" and self.encode is not None and self.judge.refusal_passes():
-            return Finished(tokens=tuple(self.encode(self.policy.refusal)), text=self.policy.refusal, reason="refused", config=config)
-        keep = self.judge.safe_prefix(config.kept, config.states, limit=min(failure.start, len(config.kept)))
-        return self.finish(replace(config, kept=config.kept[:keep], states=config.states[: keep + 1]), "budget")
+        if (
+            self.policy.on_exhausted == "refuse"
+            and self.encode is not None
+            and self.judge.refusal_passes()
+        ):
+            return Finished(
+                tokens=tuple(self.encode(self.policy.refusal)),
+                text=self.policy.refusal,
+                reason="refused",
+                config=config,
+            )
+        keep = self.judge.safe_prefix(
+            config.kept, config.states, limit=min(failure.start, len(config.kept))
+        )
+        keep = max(keep, config.released)  # released text passed every check when it was released
+        return self.finish(
+            replace(config, kept=config.kept[:keep], states=config.states[: keep + 1]), "budget"
+        )
+
+    def release(self, config: Config) -> Config:
+        """Advance ``released`` to the longest prefix that nothing can take back any more.
+
+        A prefix ``kept[:t]`` is final when (a) no future rewind can reach it: rewinds discard at
+        most the remaining budget ``r`` in total, so ``t <= len(kept) - r``; (b) a stop on exhaustion
+        may end the text there: ``t`` is a checkpoint, a boundary of every classifier window, and
+        the text passes the END check there. A refusal replaces the whole response, so with
+        ``on_exhausted = "refuse"`` nothing is released before the end. Strategies that never
+        rewind release everything at once.
+        """
+        kept = config.kept
+        if not self.shielded:
+            return replace(config, released=len(kept))
+        if self.policy.on_exhausted == "refuse":
+            return config
+        remaining = self.policy.max_discarded_tokens - config.trace.discarded
+        pieces = self.judge.token_bytes_of(kept)
+        for t in range(min(len(kept) - remaining, len(kept) - 1), config.released, -1):
+            if not is_checkpoint(
+                pieces, t, self.policy.checkpoint
+            ) or not self.judge.window_boundary(kept, t):
+                continue
+            if self.judge.end_violation(kept[:t], config.states[t]) is None:
+                return replace(config, released=t)
+        return config
 
     def finish(self, config: Config, reason: str) -> Finished:
         """The generation ends with ``config.kept``."""
         if not self.shielded:
             config = replace(config, events=(*config.events, *self.judge.report(config.kept)))
-        return Finished(tokens=config.kept, text=self.judge.detokenize(config.kept), reason=reason, config=config)
+        return Finished(
+            tokens=config.kept,
+            text=self.judge.detokenize(config.kept),
+            reason=reason,
+            config=config,
+        )
 
 
 def reference_generate(
@@ -239,6 +307,7 @@ def reference_generate(
     settings: ReferenceSettings,
     prefill: Sequence[int] = (),
     encode: Callable[[str], Sequence[int]] | None = None,
+    stream: Callable[[str], None] | None = None,
 ) -> GenerationResult:
     """Generate one response with the reference decoder.
 
@@ -250,6 +319,7 @@ def reference_generate(
         settings: strategy, bounds and sampling.
         prefill: token ids forced at the start of the response (part of the response).
         encode: turns the refusal text into token ids (needed for ``on_exhausted = "refuse"``).
+        stream: called with each piece of text as soon as it can no longer be rolled back.
 
     Returns:
         The :class:`~shield.result.GenerationResult`.
@@ -260,9 +330,13 @@ def reference_generate(
     started = time.perf_counter()
     machine = Machine(judge, eos_id, settings, prefill, encode)
     current: Config | Finished = machine.initial()
+    released = TextStream(stream) if stream is not None else None
     for _ in range(machine.fuel):
         if isinstance(current, Finished):
             break
+        if released is not None:
+            current = machine.release(current)
+            released.update(judge.detokenize(current.kept[: current.released]))
         action = machine.action(current)
         if action == "end":
             current = machine.end(current)
@@ -283,12 +357,16 @@ def reference_generate(
             current = machine.read(current, token, forced=False)
     if not isinstance(current, Finished):  # unreachable by the termination theorem; fail closed
         current = machine.exhausted(current, Failure(tokens=(eos_id,), start=0, rule="fuel"))
+    if released is not None:
+        released.close(current.text)
     config = current.config
     kept = len(current.tokens)
     stats = GenerationStats(
         generated_tokens=config.steps,
         kept_tokens=kept,
-        discarded_tokens=config.steps + config.forced - (kept if current.reason != "refused" else 0),
+        discarded_tokens=config.steps
+        + config.forced
+        - (kept if current.reason != "refused" else 0),
         rollbacks=config.trace.rollbacks,
         max_rollback_tokens=config.trace.max_rollback,
         wall_seconds=time.perf_counter() - started,

@@ -6,10 +6,20 @@ Both decoders (the JAX decoder in ``decoders`` and the pure-Python reference in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-__all__ = ["FINISH_REASONS", "STRATEGIES", "Event", "GenerationResult", "GenerationStats"]
+from shield.errors import DecoderError
+
+__all__ = [
+    "FINISH_REASONS",
+    "STRATEGIES",
+    "Event",
+    "GenerationResult",
+    "GenerationStats",
+    "TextStream",
+]
 
 FinishReason = Literal["eos", "length", "budget", "refused"]
 FINISH_REASONS: tuple[str, ...] = ("eos", "length", "budget", "refused")
@@ -99,3 +109,42 @@ class GenerationResult:
             "stats": asdict(self.stats),
             "events": [event.to_json() for event in self.events],
         }
+
+
+class TextStream:
+    """Releases a growing text piece by piece to ``emit``, never taking anything back.
+
+    Decoders call :meth:`update` with the text that can no longer change (a prefix of the final
+    text) and :meth:`close` with the final text. A trailing partial UTF-8 character (shown as
+    U+FFFD) is held back until it is complete.
+
+    Args:
+        emit: called with each new piece of text.
+    """
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self._emit = emit
+        self.sent = ""
+
+    def update(self, final_prefix: str) -> None:
+        """Release what ``final_prefix`` adds to the text sent so far."""
+        text = final_prefix.rstrip("\ufffd")
+        if len(text) > len(self.sent) and text.startswith(self.sent):
+            self._emit(text[len(self.sent) :])
+            self.sent = text
+
+    def close(self, final_text: str) -> None:
+        """Release the rest of the final text.
+
+        Raises:
+            DecoderError: the final text does not extend what was released (a released piece
+                would have been taken back; the decoders' release rule makes this impossible).
+        """
+        if not final_text.startswith(self.sent):
+            raise DecoderError(
+                f"stream: expected the final text to extend the {len(self.sent)} released characters; "
+                "it does not (released text was taken back)"
+            )
+        if len(final_text) > len(self.sent):
+            self._emit(final_text[len(self.sent) :])
+        self.sent = final_text

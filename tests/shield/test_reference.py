@@ -13,7 +13,14 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 import shield
 from shield.judge import Judge
 from shield.policy import BacktrackPolicy
-from shield.reference import Choose, Config, Finished, Machine, ReferenceSettings, reference_generate
+from shield.reference import (
+    Choose,
+    Config,
+    Finished,
+    Machine,
+    ReferenceSettings,
+    reference_generate,
+)
 from shield.rules import MatchOptions, RegexRule, WordsRule
 from shield.sampling import SamplingConfig
 
@@ -63,7 +70,7 @@ policies = st.builds(
     max_retries=st.integers(1, 3),
     max_discarded_tokens=st.integers(1, 24),
     on_exhausted=st.sampled_from(["stop", "refuse"]),
-    refusal=st.just("no."),
+    refusal=st.just("a."),
 )
 rule_sets = st.lists(st.sampled_from(RULE_POOL), min_size=1, max_size=3, unique_by=lambda r: r.id)
 
@@ -72,7 +79,6 @@ def encode(text: str) -> list[int]:
     return [VOCAB.index(bytes([b])) for b in text.encode()]
 
 
-@settings(max_examples=40)
 @given(
     rules=rule_sets,
     policy=policies,
@@ -94,12 +100,17 @@ def test_steps_within_bound_and_returned_text_is_safe(
         sampling=SamplingConfig(temperature=0.0 if greedy else 1.0),
         seed=salt,
     )
-    result = reference_generate(model, [1], judge=judge, eos_id=EOS, settings=run, prefill=prefill, encode=encode)
+    result = reference_generate(
+        model, [1], judge=judge, eos_id=EOS, settings=run, prefill=prefill, encode=encode
+    )
     stats = result.stats
     assert result.finish_reason in ("eos", "length", "budget", "refused")
     # Termination: model steps within N + B.
     assert stats.generated_tokens <= max_new + policy.max_discarded_tokens
-    assert stats.kept_tokens == len(result.tokens) <= len(prefill) + max_new or result.finish_reason == "refused"
+    assert (
+        stats.kept_tokens == len(result.tokens) <= len(prefill) + max_new
+        or result.finish_reason == "refused"
+    )
     if strategy in ("backtrack", "reset"):
         # Soundness: returned text passes the spec, as a finished text.
         assert compiled.scan(result.text) == [] or result.finish_reason == "refused"
@@ -116,20 +127,31 @@ def test_steps_within_bound_and_returned_text_is_safe(
         assert result.text == policy.refusal
 
 
-@settings(max_examples=40)
-@given(rules=rule_sets, salt=st.integers(0, 10_000), max_new=st.integers(1, 12), greedy=st.booleans())
+@given(
+    rules=rule_sets, salt=st.integers(0, 10_000), max_new=st.integers(1, 12), greedy=st.booleans()
+)
 def test_transparency(rules, salt, max_new, greedy):  # type: ignore[no-untyped-def]
     """When plain decoding never violates, backtrack returns exactly the same tokens."""
     policy = BacktrackPolicy(checkpoint="token")
     _, judge = make_judge(rules, policy)
     sampling = SamplingConfig(temperature=0.0 if greedy else 1.0, top_p=0.9)
     plain = reference_generate(
-        hashed_model(salt), [1], judge=judge, eos_id=EOS,
-        settings=ReferenceSettings(strategy="none", max_new_tokens=max_new, sampling=sampling, seed=salt),
+        hashed_model(salt),
+        [1],
+        judge=judge,
+        eos_id=EOS,
+        settings=ReferenceSettings(
+            strategy="none", max_new_tokens=max_new, sampling=sampling, seed=salt
+        ),
     )
     shielded = reference_generate(
-        hashed_model(salt), [1], judge=judge, eos_id=EOS,
-        settings=ReferenceSettings(strategy="backtrack", max_new_tokens=max_new, sampling=sampling, seed=salt),
+        hashed_model(salt),
+        [1],
+        judge=judge,
+        eos_id=EOS,
+        settings=ReferenceSettings(
+            strategy="backtrack", max_new_tokens=max_new, sampling=sampling, seed=salt
+        ),
     )
     if not plain.events:  # plain decoding did not violate
         assert shielded.tokens == plain.tokens
@@ -138,10 +160,22 @@ def test_transparency(rules, salt, max_new, greedy):  # type: ignore[no-untyped-
 
 
 def test_backtrack_repairs_adversarial_greedy_model() -> None:
-    policy = BacktrackPolicy(checkpoint="word", max_rollback_tokens=6, max_retries=3, max_discarded_tokens=40)
+    policy = BacktrackPolicy(
+        checkpoint="word", max_rollback_tokens=6, max_retries=3, max_discarded_tokens=40
+    )
     compiled, judge = make_judge([RULE_POOL[0]], policy)
-    run = ReferenceSettings(strategy="backtrack", max_new_tokens=10, sampling=SamplingConfig(temperature=0.0))
-    plain = reference_generate(adversarial_model, [1], judge=judge, eos_id=EOS, settings=ReferenceSettings(strategy="none", max_new_tokens=10, sampling=SamplingConfig(temperature=0.0)))
+    run = ReferenceSettings(
+        strategy="backtrack", max_new_tokens=10, sampling=SamplingConfig(temperature=0.0)
+    )
+    plain = reference_generate(
+        adversarial_model,
+        [1],
+        judge=judge,
+        eos_id=EOS,
+        settings=ReferenceSettings(
+            strategy="none", max_new_tokens=10, sampling=SamplingConfig(temperature=0.0)
+        ),
+    )
     assert compiled.scan(plain.text), "the adversarial model must violate without the shield"
     repaired = reference_generate(adversarial_model, [1], judge=judge, eos_id=EOS, settings=run)
     assert compiled.scan(repaired.text) == []
@@ -151,9 +185,13 @@ def test_backtrack_repairs_adversarial_greedy_model() -> None:
 
 def test_greedy_retry_differs() -> None:
     """Progress under greedy decoding: the retry after a rollback never repeats the failed token."""
-    policy = BacktrackPolicy(checkpoint="token", max_rollback_tokens=4, max_retries=3, max_discarded_tokens=30)
+    policy = BacktrackPolicy(
+        checkpoint="token", max_rollback_tokens=4, max_retries=3, max_discarded_tokens=30
+    )
     _, judge = make_judge([RULE_POOL[0]], policy)
-    run = ReferenceSettings(strategy="backtrack", max_new_tokens=8, sampling=SamplingConfig(temperature=0.0))
+    run = ReferenceSettings(
+        strategy="backtrack", max_new_tokens=8, sampling=SamplingConfig(temperature=0.0)
+    )
     result = reference_generate(adversarial_model, [1], judge=judge, eos_id=EOS, settings=run)
     assert result.stats.rollbacks >= 1
     assert b"abc" not in b"".join(VOCAB[t] for t in result.tokens)
@@ -162,13 +200,20 @@ def test_greedy_retry_differs() -> None:
 class DecodingMachine(RuleBasedStateMachine):
     """Model-based test: an adversary picks every token; the theorems are invariants."""
 
-    @initialize(rules=rule_sets, policy=policies, strategy=st.sampled_from(["backtrack", "reset"]), max_new=st.integers(1, 8))
+    @initialize(
+        rules=rule_sets,
+        policy=policies,
+        strategy=st.sampled_from(["backtrack", "reset"]),
+        max_new=st.integers(1, 8),
+    )
     def setup(self, rules, policy, strategy, max_new):  # type: ignore[no-untyped-def]
         self.compiled, judge = make_judge(rules, policy)
         self.policy = policy
         self.strategy = strategy
         self.max_new = max_new
-        self.machine = Machine(judge, EOS, ReferenceSettings(strategy=strategy, max_new_tokens=max_new), encode=encode)
+        self.machine = Machine(
+            judge, EOS, ReferenceSettings(strategy=strategy, max_new_tokens=max_new), encode=encode
+        )
         self.current: Config | Finished = self.machine.initial()
         self.failed: list[tuple[int, ...]] = []
 
@@ -188,7 +233,9 @@ class DecodingMachine(RuleBasedStateMachine):
             if not allowed:
                 self.current = self.machine.stuck(before)
             else:
-                self.current = self.machine.read(before, allowed[choice % len(allowed)], forced=False)
+                self.current = self.machine.read(
+                    before, allowed[choice % len(allowed)], forced=False
+                )
         after = self.current.config if isinstance(self.current, Finished) else self.current
         if self.strategy == "backtrack" and after.attempt > before.attempt:
             target = len(after.kept)
