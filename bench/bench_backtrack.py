@@ -79,15 +79,21 @@ def rewind_cost(model, runs: int) -> None:  # type: ignore[no-untyped-def]
     config = model.config
     for prefix in (64, 256, 1024):
         slots = 2048
-        tokens = jnp.asarray(np.random.default_rng(prefix).integers(100, 10_000, (1, prefix)), jnp.int32)
+        tokens = jnp.asarray(
+            np.random.default_rng(prefix).integers(100, 10_000, (1, prefix)), jnp.int32
+        )
         window = max(64, 1 << (prefix - 1).bit_length())
         fresh = init_state(config, DecodeConfig(batch_size=1, max_slots=slots))
-        state = prefill(model.params, config, fresh, tokens, jnp.asarray([prefix], jnp.int32), window=window)
+        state = prefill(
+            model.params, config, fresh, tokens, jnp.asarray([prefix], jnp.int32), window=window
+        )
         jax.block_until_ready(state.cursor)
         prefill_times, rewind_times, step_times = [], [], []
         for _ in range(runs):
             began = time.perf_counter()
-            again = prefill(model.params, config, fresh, tokens, jnp.asarray([prefix], jnp.int32), window=window)
+            again = prefill(
+                model.params, config, fresh, tokens, jnp.asarray([prefix], jnp.int32), window=window
+            )
             jax.block_until_ready(again.cache.k)
             prefill_times.append(time.perf_counter() - began)
             began = time.perf_counter()
@@ -98,27 +104,45 @@ def rewind_cost(model, runs: int) -> None:  # type: ignore[no-untyped-def]
             logits, _ = decode_logits(model.params, config, back, window=window)
             jax.block_until_ready(logits)
             step_times.append(time.perf_counter() - began)
-        re_prefill, cursor_move, step = (statistics.median(t) * 1e3 for t in (prefill_times, rewind_times, step_times))
+        re_prefill, cursor_move, step = (
+            statistics.median(t) * 1e3 for t in (prefill_times, rewind_times, step_times)
+        )
         _row(f"prefix {prefix}: re-prefill (reset) ms", f"{re_prefill:.1f}")
-        _row(f"prefix {prefix}: rewind (cursor move) ms", f"{cursor_move:.3f}", "<= one decode step",
-             "PASS" if cursor_move <= step else "MISS")
+        _row(
+            f"prefix {prefix}: rewind (cursor move) ms",
+            f"{cursor_move:.3f}",
+            "<= one decode step",
+            "PASS" if cursor_move <= step else "MISS",
+        )
         _row(f"prefix {prefix}: one decode step after rewind ms", f"{step:.1f}")
 
 
 def discarded(model, tokenizer, judge, prompts: int, samples: int, new_tokens: int) -> None:  # type: ignore[no-untyped-def]
-    print(f"3. tokens discarded per repaired sample ({prompts} dev prompts + {len(ATTACKS)} prefilled attacks, "
-          f"{samples} samples, N={new_tokens}, T=1, top-p 0.9)")
+    print(
+        f"3. tokens discarded per repaired sample ({prompts} dev prompts + {len(ATTACKS)} prefilled attacks, "
+        f"{samples} samples, N={new_tokens}, T=1, top-p 0.9)"
+    )
     lines = DEV_PROMPTS.read_text().splitlines()[:prompts]
     dev = [json.loads(line)["prompt"] for line in lines]
-    jobs = [(dev, None)] + [(["Reply to the message below.\n" + p for p in dev[:4]], attack) for attack in ATTACKS]
+    jobs = [(dev, None)] + [
+        (["Reply to the message below.\n" + p for p in dev[:4]], attack) for attack in ATTACKS
+    ]
     totals = {}
     for strategy in ("backtrack", "reset"):
         repaired, spent, all_generated, failures = 0, 0, 0, 0
         for sample in range(samples):
             for batch, attack in jobs:
                 results = generate_shielded(
-                    model, tokenizer, batch, judge=judge, strategy=strategy, max_new_tokens=new_tokens,
-                    temperature=1.0, top_p=0.9, seed=1000 + sample, prefill=attack,
+                    model,
+                    tokenizer,
+                    batch,
+                    judge=judge,
+                    strategy=strategy,
+                    max_new_tokens=new_tokens,
+                    temperature=1.0,
+                    top_p=0.9,
+                    seed=1000 + sample,
+                    prefill=attack,
                 )
                 for result in results:
                     all_generated += result.stats.generated_tokens
@@ -132,13 +156,22 @@ def discarded(model, tokenizer, judge, prompts: int, samples: int, new_tokens: i
         _row(f"{strategy}: budget/refused endings", str(failures))
         _row(f"{strategy}: generated tokens in all", str(all_generated))
     ratio = totals["backtrack"] / max(totals["reset"], 1e-9)
-    _row("backtrack / reset discarded", f"{ratio:.2f}", "<= 0.33", "PASS" if ratio <= 1 / 3 else "MISS")
+    _row(
+        "backtrack / reset discarded",
+        f"{ratio:.2f}",
+        "<= 0.33",
+        "PASS" if ratio <= 1 / 3 else "MISS",
+    )
 
 
 def main() -> None:
     """Run the three benchmarks and print one table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer runs and prompts (a smoke test)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer runs and prompts (a smoke test)"
+    )
     args = parser.parse_args()
     runs = 2 if args.quick else 5
     model, tokenizer = load_model()

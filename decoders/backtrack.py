@@ -196,7 +196,8 @@ def _step(
         state = finish(state, FINISH_EOS, drawn & is_eos)
         state = finish(state, FINISH_LENGTH, full)
         raised = jnp.zeros_like(carry.event)
-    carry = carry.replace(
+    carry = dataclasses.replace(
+        carry,
         history=history,
         event=jnp.where(active, raised, carry.event),
         rejected=jnp.where(active, token, carry.rejected),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +39,7 @@ from shield.backtrack import RowTrace
 from shield.errors import DecoderError
 from shield.judge import Judge, MonitorState
 from shield.reference import Config, Finished, Machine, ReferenceSettings
-from shield.result import Event, GenerationResult, GenerationStats
+from shield.result import Event, FinishReason, GenerationResult, GenerationStats
 
 __all__ = ["FINISH_BUDGET", "FINISH_REFUSED", "generate_shielded", "judge_for"]
 
@@ -199,7 +200,8 @@ def _apply(state, carry, decisions: dict[int, _Decision], starts: np.ndarray, ma
     state = rewind(state, jnp.asarray(targets), jnp.asarray(rewind_rows))
     for code in np.unique(finish_codes[finish_codes > 0]):
         state = finish(state, int(code), jnp.asarray(finish_codes == code))
-    carry = carry.replace(
+    carry = dataclasses.replace(
+        carry,
         event=jnp.where(jnp.asarray(clear), 0, carry.event),
         ban_position=jnp.asarray(ban_position),
         ban_tokens=jnp.asarray(ban_tokens),
@@ -411,8 +413,12 @@ def _collect(
         )
         results.append(
             GenerationResult(
-                text=text, finish_reason=reason, tokens=ids, stats=stats, events=tuple(events)
-            )  # type: ignore[arg-type]
+                text=text,
+                finish_reason=cast(FinishReason, reason),
+                tokens=ids,
+                stats=stats,
+                events=tuple(events),
+            )
         )
     return results
 

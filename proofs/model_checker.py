@@ -69,7 +69,9 @@ def _machine(instance: Instance) -> tuple[Machine, object]:
     return Machine(judge, EOS, settings, instance.prefill, encode=lambda text: ()), compiled
 
 
-def _successors(machine: Machine, config: Config) -> list[tuple[tuple[int, ...], Config | Finished]]:
+def _successors(
+    machine: Machine, config: Config
+) -> list[tuple[tuple[int, ...], Config | Finished]]:
     """Every next configuration, each with the continuation it judged (kept tokens + token read)."""
     action = machine.action(config)
     if action == "end":
@@ -139,9 +141,12 @@ def check(instance: Instance, max_nodes: int = 200_000) -> Report:
         if config.steps > step_bound:
             problems.append(f"termination: {config.steps} steps > {step_bound} for {done.tokens}")
         for event in config.events:
-            if event.kind == "rollback" and instance.strategy == "backtrack":
-                if event.from_token - event.to_token > policy.max_rollback_tokens or event.to_token < 0:
-                    problems.append(f"bounded rollback: {event}")
+            within = (
+                event.to_token >= 0
+                and event.from_token - event.to_token <= policy.max_rollback_tokens
+            )
+            if event.kind == "rollback" and instance.strategy == "backtrack" and not within:
+                problems.append(f"bounded rollback: {event}")
         shielded = instance.strategy in ("backtrack", "reset")
         if shielded and done.reason != "refused":
             text = b"".join(VOCABULARY[t] for t in done.tokens).decode()
@@ -153,7 +158,9 @@ def check(instance: Instance, max_nodes: int = 200_000) -> Report:
     if instance.strategy == "backtrack":  # reset keeps no bans: progress is not claimed for it
         for path_end in finished:
             _check_progress(graph, machine.initial(), path_end, problems)
-    return Report(nodes=graph.number_of_nodes(), finished=len(finished), problems=tuple(problems[:20]))
+    return Report(
+        nodes=graph.number_of_nodes(), finished=len(finished), problems=tuple(problems[:20])
+    )
 
 
 def _check_progress(graph: nx.DiGraph, start: Config, done: Finished, problems: list[str]) -> None:
@@ -187,9 +194,20 @@ def default_instances() -> list[Instance]:
         (RegexRule(id="a-then-b", pattern="a[ ]?b"),),
     ]
     policies = [
-        BacktrackPolicy(checkpoint="token", max_rollback_tokens=2, max_retries=2, max_discarded_tokens=4),
-        BacktrackPolicy(checkpoint="word", max_rollback_tokens=3, max_retries=1, max_discarded_tokens=5),
-        BacktrackPolicy(checkpoint="word", max_rollback_tokens=2, max_retries=2, max_discarded_tokens=3, on_exhausted="refuse", refusal="no"),
+        BacktrackPolicy(
+            checkpoint="token", max_rollback_tokens=2, max_retries=2, max_discarded_tokens=4
+        ),
+        BacktrackPolicy(
+            checkpoint="word", max_rollback_tokens=3, max_retries=1, max_discarded_tokens=5
+        ),
+        BacktrackPolicy(
+            checkpoint="word",
+            max_rollback_tokens=2,
+            max_retries=2,
+            max_discarded_tokens=3,
+            on_exhausted="refuse",
+            refusal="no",
+        ),
     ]
     instances = []
     for rules, policy, strategy in itertools.product(rule_sets, policies, ("backtrack", "reset")):

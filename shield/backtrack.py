@@ -105,11 +105,15 @@ class Exhausted:
     trace: RowTrace
 
 
-def _candidates(failure: Failure, policy: BacktrackPolicy, is_checkpoint: Callable[[int], bool]) -> list[int]:
+def _candidates(
+    failure: Failure, policy: BacktrackPolicy, is_checkpoint: Callable[[int], bool]
+) -> list[int]:
     end = len(failure.tokens)
     low = max(0, end - policy.max_rollback_tokens)
     high = min(failure.start, end - 1)
-    before_match = list(range(high, low - 1, -1))  # latest first; empty when the match began before lo
+    before_match = list(
+        range(high, low - 1, -1)
+    )  # latest first; empty when the match began before lo
     tiers: list[Sequence[int]] = [
         [p for p in before_match if is_checkpoint(p)],
         before_match,
@@ -154,7 +158,9 @@ def plan_rewind(
         target = 0
     else:
         open_positions = [
-            p for p in _candidates(failure, policy, is_checkpoint) if trace.retries_at(p) < policy.max_retries
+            p
+            for p in _candidates(failure, policy, is_checkpoint)
+            if trace.retries_at(p) < policy.max_retries
         ]
         if not open_positions:
             return Exhausted(
@@ -179,7 +185,9 @@ def plan_rewind(
         retries: tuple[tuple[int, int], ...] = ()
     else:
         # Bans and retry counts beyond the target belong to a prefix that is being discarded.
-        bans = frozenset((p, t) for p, t in trace.bans if p <= target) | {(target, failure.tokens[target])}
+        bans = frozenset((p, t) for p, t in trace.bans if p <= target) | {
+            (target, failure.tokens[target])
+        }
         counts = {p: n for p, n in trace.retries if p < target}
         counts[target] = trace.retries_at(target) + 1
         retries = tuple(sorted(counts.items()))
@@ -191,4 +199,6 @@ def plan_rewind(
         rollbacks=trace.rollbacks + 1,
         max_rollback=max(trace.max_rollback, discarded),
     )
-    return Rewind(target=target, banned=new_trace.banned_at(target), discarded=discarded, trace=new_trace)
+    return Rewind(
+        target=target, banned=new_trace.banned_at(target), discarded=discarded, trace=new_trace
+    )

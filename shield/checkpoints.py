@@ -39,7 +39,13 @@ def is_word_byte(byte: int) -> bool:
     Returns:
         True for word bytes.
     """
-    return byte >= 0x80 or byte == 0x5F or 0x30 <= byte <= 0x39 or 0x41 <= byte <= 0x5A or 0x61 <= byte <= 0x7A
+    return (
+        byte >= 0x80
+        or byte == 0x5F
+        or 0x30 <= byte <= 0x39
+        or 0x41 <= byte <= 0x5A
+        or 0x61 <= byte <= 0x7A
+    )
 
 
 def closes_sentence(token: bytes) -> bool:
@@ -84,7 +90,9 @@ def is_checkpoint(tokens: Sequence[bytes], position: int, granularity: str) -> b
         first = after[:1] or b" "
         return not is_word_byte(last[0]) or not is_word_byte(first[0])
     if granularity == "sentence":
-        return closes_sentence(before) and (not after or after[0] in WHITESPACE_BYTES or before[-1:] in (b" ", b"\n"))
+        return closes_sentence(before) and (
+            not after or after[0] in WHITESPACE_BYTES or before[-1:] in (b" ", b"\n")
+        )
     raise ValueError(f"granularity must be 'token', 'word' or 'sentence'; got {granularity!r}")
 
 

@@ -97,7 +97,9 @@ def score(name: str, texts: Sequence[str]) -> list[float]:
     try:
         raw = scorer(batch)
     except Exception as error:  # any scorer failure must stop generation, never pass text
-        raise ClassifierError(f"classifier {name!r} raised {type(error).__name__}: {error}") from error
+        raise ClassifierError(
+            f"classifier {name!r} raised {type(error).__name__}: {error}"
+        ) from error
     try:
         scores = [float(value) for value in raw]
     except (TypeError, ValueError) as error:
@@ -110,7 +112,9 @@ def score(name: str, texts: Sequence[str]) -> list[float]:
         )
     for value in scores:
         if math.isnan(value) or not 0.0 <= value <= 1.0:
-            raise ClassifierError(f"classifier {name!r} must return probabilities in [0, 1]; got {value!r}")
+            raise ClassifierError(
+                f"classifier {name!r} must return probabilities in [0, 1]; got {value!r}"
+            )
     return scores
 
 

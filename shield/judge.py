@@ -79,7 +79,9 @@ class Judge:
         self._violating = np.asarray(token_shield.violating)  # [C, S]
         self._initial: MonitorState = tuple(int(s) for s in np.asarray(token_shield.initial))
         self._decode = decode
-        special = np.asarray(getattr(token_shield, "special", np.zeros(len(self.token_bytes), bool)), dtype=bool)
+        special = np.asarray(
+            getattr(token_shield, "special", np.zeros(len(self.token_bytes), bool)), dtype=bool
+        )
         empty = np.array([len(piece) == 0 for piece in self.token_bytes], dtype=bool)
         self._never = special | empty
         self._never.setflags(write=False)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -58,7 +58,7 @@ class ReferenceSettings:
 
     strategy: str = "backtrack"
     max_new_tokens: int = 64
-    sampling: SamplingConfig = SamplingConfig()
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     seed: int = 0
     repair_mask: bool = True
 
@@ -88,7 +88,7 @@ class Config:
 
     kept: tuple[int, ...] = ()
     states: tuple[MonitorState, ...] = ()
-    trace: RowTrace = RowTrace()
+    trace: RowTrace = field(default_factory=RowTrace)
     attempt: int = 0
     repair_until: int = 0
     steps: int = 0

@@ -14,6 +14,7 @@ from shield.errors import DecoderError
 
 __all__ = [
     "FINISH_REASONS",
+    "FinishReason",
     "STRATEGIES",
     "Event",
     "GenerationResult",

@@ -41,8 +41,12 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         if not self.temperature >= 0.0:
-            raise DecoderError(f"temperature: expected >= 0 (0 = greedy), received {self.temperature!r}.")
-        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1):
+            raise DecoderError(
+                f"temperature: expected >= 0 (0 = greedy), received {self.temperature!r}."
+            )
+        if self.top_k is not None and (
+            isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1
+        ):
             raise DecoderError(f"top_k: expected a positive int or None, received {self.top_k!r}.")
         if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
             raise DecoderError(f"top_p: expected 0 < p <= 1 or None, received {self.top_p!r}.")
@@ -54,7 +58,13 @@ class SamplingConfig:
 
 
 def sample_token(
-    logits: np.ndarray, blocked: np.ndarray, config: SamplingConfig, *, seed: int, position: int, attempt: int
+    logits: np.ndarray,
+    blocked: np.ndarray,
+    config: SamplingConfig,
+    *,
+    seed: int,
+    position: int,
+    attempt: int,
 ) -> int:
     """Choose one token id from ``logits`` (numpy; the reference decoder's sampler).
 
@@ -73,7 +83,9 @@ def sample_token(
         DecoderError: every token is blocked.
     """
     if blocked.all():
-        raise DecoderError("sample_token: expected at least one allowed token, received a fully blocked row.")
+        raise DecoderError(
+            "sample_token: expected at least one allowed token, received a fully blocked row."
+        )
     scores = np.where(blocked, -np.inf, logits.astype(np.float64))
     if config.greedy:
         return int(np.argmax(scores))

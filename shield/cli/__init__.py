@@ -32,7 +32,10 @@ def _build_parser() -> argparse.ArgumentParser:
     for name in _SUBCOMMANDS:
         module = import_module(f"shield.cli.{name}")
         sub = subparsers.add_parser(
-            name, help=module.HELP, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+            name,
+            help=module.HELP,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)

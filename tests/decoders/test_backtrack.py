@@ -31,7 +31,14 @@ def fresh_logits(model: Model):  # type: ignore[no-untyped-def]
     def next_logits(prefix):  # type: ignore[no-untyped-def]
         tokens = jnp.asarray([list(prefix)], jnp.int32)
         state = init_state(model.config, DecodeConfig(batch_size=1, max_slots=128))
-        state = prefill(model.params, model.config, state, tokens, jnp.asarray([len(prefix)], jnp.int32), window=128)
+        state = prefill(
+            model.params,
+            model.config,
+            state,
+            tokens,
+            jnp.asarray([len(prefix)], jnp.int32),
+            window=128,
+        )
         logits, _ = decode_logits(model.params, model.config, state, window=128)
         return np.asarray(logits[0])
 
@@ -39,7 +46,9 @@ def fresh_logits(model: Model):  # type: ignore[no-untyped-def]
 
 
 def judge_of(rules, tokenizer: Tokenizer, **policy) -> Judge:  # type: ignore[no-untyped-def]
-    compiled = shield.compile(SimpleNamespace(name="t", rules=tuple(rules), policy=BacktrackPolicy(**policy)))
+    compiled = shield.compile(
+        SimpleNamespace(name="t", rules=tuple(rules), policy=BacktrackPolicy(**policy))
+    )
     return judge_for(compiled, tokenizer)
 
 
@@ -63,11 +72,26 @@ def test_device_decoder_equals_reference_under_greedy(
 ) -> None:
     max_new = 12
     rules = forbidden_from_plain(tiny_model, tiny_tokenizer, max_new)
-    judge = judge_of(rules, tiny_tokenizer, checkpoint=checkpoint, max_rollback_tokens=6, max_retries=2, max_discarded_tokens=20)
-    device = generate_shielded(
-        tiny_model, tiny_tokenizer, PROMPTS, judge=judge, strategy=strategy, max_new_tokens=max_new, temperature=0.0
+    judge = judge_of(
+        rules,
+        tiny_tokenizer,
+        checkpoint=checkpoint,
+        max_rollback_tokens=6,
+        max_retries=2,
+        max_discarded_tokens=20,
     )
-    settings = ReferenceSettings(strategy=strategy, max_new_tokens=max_new, sampling=SamplingConfig(temperature=0.0))
+    device = generate_shielded(
+        tiny_model,
+        tiny_tokenizer,
+        PROMPTS,
+        judge=judge,
+        strategy=strategy,
+        max_new_tokens=max_new,
+        temperature=0.0,
+    )
+    settings = ReferenceSettings(
+        strategy=strategy, max_new_tokens=max_new, sampling=SamplingConfig(temperature=0.0)
+    )
     for prompt, result in zip(PROMPTS, device, strict=True):
         expected = reference_generate(
             fresh_logits(tiny_model),
@@ -84,13 +108,20 @@ def test_device_decoder_equals_reference_under_greedy(
         assert result.stats.discarded_tokens == expected.stats.discarded_tokens
         if strategy != "mask":
             data = b"".join(tiny_tokenizer.token_bytes[t] for t in result.tokens)
-            assert judge.shield.first_violation(data, final=True) is None or result.finish_reason == "refused"
+            assert (
+                judge.shield.first_violation(data, final=True) is None
+                or result.finish_reason == "refused"
+            )
 
 
-def test_backtrack_repairs_what_plain_decoding_violates(tiny_model: Model, tiny_tokenizer: Tokenizer) -> None:
+def test_backtrack_repairs_what_plain_decoding_violates(
+    tiny_model: Model, tiny_tokenizer: Tokenizer
+) -> None:
     rules = forbidden_from_plain(tiny_model, tiny_tokenizer, 12)
     judge = judge_of(rules, tiny_tokenizer, checkpoint="token", max_discarded_tokens=40)
-    results = generate_shielded(tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=12, temperature=0.0)
+    results = generate_shielded(
+        tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=12, temperature=0.0
+    )
     assert sum(r.stats.rollbacks for r in results) >= 1
     for result in results:
         data = b"".join(tiny_tokenizer.token_bytes[t] for t in result.tokens)
@@ -117,9 +148,19 @@ def test_rows_are_independent(tiny_model: Model, tiny_tokenizer: Tokenizer) -> N
     """A row's rollbacks never affect another row: batched results equal single-row results."""
     rules = forbidden_from_plain(tiny_model, tiny_tokenizer, 12)
     judge = judge_of(rules, tiny_tokenizer, checkpoint="token")
-    together = generate_shielded(tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=12, temperature=1.0, seed=[5, 6])
+    together = generate_shielded(
+        tiny_model,
+        tiny_tokenizer,
+        PROMPTS,
+        judge=judge,
+        max_new_tokens=12,
+        temperature=1.0,
+        seed=[5, 6],
+    )
     alone = [
-        generate_shielded(tiny_model, tiny_tokenizer, [p], judge=judge, max_new_tokens=12, temperature=1.0, seed=s)[0]
+        generate_shielded(
+            tiny_model, tiny_tokenizer, [p], judge=judge, max_new_tokens=12, temperature=1.0, seed=s
+        )[0]
         for p, s in zip(PROMPTS, [5, 6], strict=True)
     ]
     for a, b in zip(together, alone, strict=True):
@@ -128,21 +169,39 @@ def test_rows_are_independent(tiny_model: Model, tiny_tokenizer: Tokenizer) -> N
 
 
 def test_prefill_is_judged_and_rolled_back(tiny_model: Model, tiny_tokenizer: Tokenizer) -> None:
-    judge = judge_of([LiteralRule(id="bad", literal="bad")], tiny_tokenizer, checkpoint="word", max_discarded_tokens=30)
+    judge = judge_of(
+        [LiteralRule(id="bad", literal="bad")],
+        tiny_tokenizer,
+        checkpoint="word",
+        max_discarded_tokens=30,
+    )
     results = generate_shielded(
-        tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=8, temperature=0.0, prefill="so bad"
+        tiny_model,
+        tiny_tokenizer,
+        PROMPTS,
+        judge=judge,
+        max_new_tokens=8,
+        temperature=0.0,
+        prefill="so bad",
     )
     for result in results:
         assert b"bad" not in b"".join(tiny_tokenizer.token_bytes[t] for t in result.tokens)
-        assert result.events and result.events[0].kind == "rollback" and result.events[0].rule == "bad"
+        assert (
+            result.events and result.events[0].kind == "rollback" and result.events[0].rule == "bad"
+        )
         assert result.text.startswith("so")
 
 
 def test_refusal_when_budget_is_spent(tiny_model: Model, tiny_tokenizer: Tokenizer) -> None:
     judge = judge_of(
-        [LiteralRule(id="bad", literal="bad")], tiny_tokenizer,
-        max_discarded_tokens=1, on_exhausted="refuse", refusal="Sorry.",
+        [LiteralRule(id="bad", literal="bad")],
+        tiny_tokenizer,
+        max_discarded_tokens=1,
+        on_exhausted="refuse",
+        refusal="Sorry.",
     )
-    results = generate_shielded(tiny_model, tiny_tokenizer, PROMPTS[:1], judge=judge, max_new_tokens=8, prefill="so bad")
+    results = generate_shielded(
+        tiny_model, tiny_tokenizer, PROMPTS[:1], judge=judge, max_new_tokens=8, prefill="so bad"
+    )
     assert results[0].finish_reason == "refused"
     assert results[0].text == "Sorry."

@@ -60,7 +60,9 @@ def test_falls_back_to_earlier_checkpoint_after_max_retries() -> None:
 
 def test_budget_exhaustion_names_both_numbers() -> None:
     policy = BacktrackPolicy(max_discarded_tokens=3)
-    plan = plan_rewind(RowTrace(), Failure(tokens=(1, 2, 3, 4, 5), start=0, rule="bad"), policy, lambda p: True)
+    plan = plan_rewind(
+        RowTrace(), Failure(tokens=(1, 2, 3, 4, 5), start=0, rule="bad"), policy, lambda p: True
+    )
     assert isinstance(plan, Exhausted)
     assert "5" in plan.reason and "3" in plan.reason and "bad" in plan.reason
 
@@ -73,7 +75,9 @@ def test_failure_rejects_bad_start() -> None:
 
 
 @given(policies, failures(), checkpoint_sets)
-def test_rewind_within_bound(policy: BacktrackPolicy, failure: Failure, checkpoints: frozenset[int]) -> None:
+def test_rewind_within_bound(
+    policy: BacktrackPolicy, failure: Failure, checkpoints: frozenset[int]
+) -> None:
     plan = plan_rewind(RowTrace(), failure, policy, lambda p: p in checkpoints or p == 0)
     if isinstance(plan, Rewind):
         end = len(failure.tokens)
@@ -94,7 +98,10 @@ def test_rewind_prefers_checkpoints_at_or_before_match(
         checkpoints = checkpoints | {data.draw(st.integers(low, high), label="eligible")}
     eligible = [p for p in checkpoints if low <= p <= high]
     plan = plan_rewind(RowTrace(), failure, policy, lambda p: p in checkpoints)
-    assert isinstance(plan, Rewind) or end - (max(eligible) if eligible else low) > policy.max_discarded_tokens
+    assert (
+        isinstance(plan, Rewind)
+        or end - (max(eligible) if eligible else low) > policy.max_discarded_tokens
+    )
     if isinstance(plan, Rewind) and eligible:
         assert plan.target == max(eligible)
 

@@ -1,0 +1,42 @@
+"""Named limits of compilation; exceeding one raises :class:`~shield.errors.CompileError`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_LIMITS", "CompileLimits"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompileLimits:
+    """Hard bounds that keep compilation fast and tables small.
+
+    Attributes:
+        max_nfa_states: states of one pattern's Thompson NFA (counted repetitions expand).
+        max_dfa_states: states of one rule's DFA, before and after minimisation.
+        max_repeat: largest bound of a counted repetition ``{m,n}``.
+        max_words: entries of one word list.
+        max_word_chars: characters of one word.
+        max_word_variants: alternative spellings of one word after expanding normalisations
+            for the Aho–Corasick path.
+        max_count: largest ``count`` of an at-most rule.
+
+    Raises:
+        ValueError: a limit is not a positive integer.
+    """
+
+    max_nfa_states: int = 1_000_000
+    max_dfa_states: int = 200_000
+    max_repeat: int = 1_000
+    max_words: int = 200_000
+    max_word_chars: int = 200
+    max_word_variants: int = 4_096
+    max_count: int = 1_000
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"CompileLimits.{name} must be a positive integer; got {value!r}")
+
+
+DEFAULT_LIMITS = CompileLimits()
