@@ -9,8 +9,9 @@ and rewinds independently; a row's decisions never look at another row.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import jax
@@ -39,7 +40,7 @@ from shield.backtrack import RowTrace
 from shield.errors import DecoderError
 from shield.judge import Judge, MonitorState
 from shield.reference import Config, Finished, Machine, ReferenceSettings
-from shield.result import Event, FinishReason, GenerationResult, GenerationStats
+from shield.result import Event, FinishReason, GenerationResult, GenerationStats, TextStream
 
 __all__ = ["FINISH_BUDGET", "FINISH_REFUSED", "generate_shielded", "judge_for"]
 
@@ -60,6 +61,7 @@ class _Row:
     forced: int = 0
     events: tuple[Event, ...] = ()
     final: Finished | None = None
+    released: int = 0  # kept[:released] is final and has been streamed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +102,12 @@ class _Host:
             repair_until=row.repair_until,
             forced=row.forced,
             events=row.events,
+            released=row.released,
         )
+
+    def release(self, row: _Row, kept: Sequence[int]) -> None:
+        """Advance the row's released prefix (see :meth:`shield.reference.Machine.release`)."""
+        row.released = self.machine.release(self.config(row, kept)).released
 
     def settle(
         self, row: _Row, before: Config, after: Config | Finished, *, appended: bool
@@ -235,6 +242,7 @@ def generate_shielded(
     mesh: object = None,
     chunk: int = 32,
     repair_mask: bool = True,
+    stream: Callable[[int, str], None] | None = None,
 ) -> list[GenerationResult]:
     """Shielded decoding (``backtrack``, ``reset`` or ``mask``) of a batch of prompts.
 
@@ -254,6 +262,9 @@ def generate_shielded(
         mesh: a device mesh to shard the batch over; True for all local devices.
         chunk: the most device steps between host synchronisations when nothing happens.
         repair_mask: while regenerating a failed segment, mask tokens that would violate.
+        stream: called as ``stream(row, text)`` with each piece of a row's response as soon as
+            nothing can take it back (see :meth:`shield.reference.Machine.release`); the pieces
+            of a row concatenate to its final text.
 
     Returns:
         One :class:`~shield.result.GenerationResult` per prompt, in order.
@@ -335,8 +346,13 @@ def generate_shielded(
     # Each round either runs device steps or answers at least one event; every event consumes
     # budget or ends a row, so this bound is never reached (fail closed if it were).
     rounds = (max_new_tokens + 2 * policy.max_discarded_tokens + len(forced) + 4) * batch + 8
+    streams = (
+        [TextStream(functools.partial(stream, b)) for b in range(prepared.rows)] if stream else []
+    )
     for _ in range(rounds):
         finish_codes, events = jax.device_get((state.finish, carry.event))
+        if streams:
+            _release(host, rows, streams, state, finish_codes, starts)
         if bool((finish_codes != RUNNING).all()):
             break
         waiting = [
@@ -354,7 +370,25 @@ def generate_shielded(
         )
     else:
         state = finish(state, FINISH_BUDGET, state.finish == RUNNING)
-    return _collect(judge, rows, prepared.rows, state, carry, strategy, time.perf_counter() - began)
+    results = _collect(
+        judge, rows, prepared.rows, state, carry, strategy, time.perf_counter() - began
+    )
+    for text_stream, result in zip(streams, results, strict=False):
+        text_stream.close(result.text)
+    return results
+
+
+def _release(
+    host: _Host, rows: list[_Row], streams: list[TextStream], state, finish_codes, starts
+) -> None:  # type: ignore[no-untyped-def]
+    """Stream, for every running row, the text that can no longer be rolled back."""
+    tokens, cursors = jax.device_get((state.tokens, state.cursor))
+    for b, text_stream in enumerate(streams):
+        if finish_codes[b] != RUNNING:
+            continue
+        kept = [int(t) for t in tokens[b, starts[b] : cursors[b]]]
+        host.release(rows[b], kept)
+        text_stream.update(host.machine.judge.detokenize(kept[: rows[b].released]))
 
 
 def _answer(

@@ -205,3 +205,23 @@ def test_refusal_when_budget_is_spent(tiny_model: Model, tiny_tokenizer: Tokeniz
     )
     assert results[0].finish_reason == "refused"
     assert results[0].text == "Sorry."
+
+
+def test_stream_releases_only_final_text(tiny_model: Model, tiny_tokenizer: Tokenizer) -> None:
+    rules = forbidden_from_plain(tiny_model, tiny_tokenizer, 16)
+    judge = judge_of(rules, tiny_tokenizer, checkpoint="token", max_discarded_tokens=6)
+    pieces: dict[int, list[str]] = {0: [], 1: []}
+    results = generate_shielded(
+        tiny_model,
+        tiny_tokenizer,
+        PROMPTS,
+        judge=judge,
+        max_new_tokens=16,
+        temperature=1.0,
+        seed=[1, 2],
+        stream=lambda row, text: pieces[row].append(text),
+        chunk=2,
+    )
+    for row, result in enumerate(results):
+        assert "".join(pieces[row]) == result.text
+    assert any(len(p) > 1 for p in pieces.values()), "text must be released before the end"

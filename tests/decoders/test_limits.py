@@ -49,31 +49,58 @@ def everything_is_toxic(texts: list[str]) -> list[float]:
 
 
 @pytest.mark.parametrize("scorer", ["explode", "not_a_number", "wrong_shape"])
-def test_failing_classifier_stops_generation(tiny_model: Model, tiny_tokenizer: Tokenizer, scorer: str) -> None:
-    rule = ClassifierRule(id="tox", scorer=f"tests.decoders.test_limits:{scorer}", threshold=0.5, scope="response")
+def test_failing_classifier_stops_generation(
+    tiny_model: Model, tiny_tokenizer: Tokenizer, scorer: str
+) -> None:
+    rule = ClassifierRule(
+        id="tox", scorer=f"tests.decoders.test_limits:{scorer}", threshold=0.5, scope="response"
+    )
     judge = judge_of([rule], tiny_tokenizer)
     with pytest.raises(ClassifierError, match="tox|classifier"):
-        generate_shielded(tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=6, temperature=0.0)
+        generate_shielded(
+            tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=6, temperature=0.0
+        )
 
 
 def test_classifier_that_rejects_everything_ends_in_budget_or_refusal(
     tiny_model: Model, tiny_tokenizer: Tokenizer
 ) -> None:
     rule = ClassifierRule(
-        id="tox", scorer="tests.decoders.test_limits:everything_is_toxic", threshold=0.5, scope="response"
+        id="tox",
+        scorer="tests.decoders.test_limits:everything_is_toxic",
+        threshold=0.5,
+        scope="response",
     )
     judge = judge_of([rule], tiny_tokenizer, max_discarded_tokens=12)
-    results = generate_shielded(tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=6, temperature=1.0)
+    results = generate_shielded(
+        tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=6, temperature=1.0
+    )
     for result in results:
         assert result.finish_reason == "budget"
-        assert result.tokens == ()  # only the empty response passes a scorer that rejects everything
+        assert (
+            result.tokens == ()
+        )  # only the empty response passes a scorer that rejects everything
         assert result.stats.generated_tokens <= 6 + 12
 
 
-def test_budget_exhausted_stops_at_last_accepted_state(tiny_model: Model, tiny_tokenizer: Tokenizer) -> None:
-    judge = judge_of([RegexRule(id="any-e", pattern="e")], tiny_tokenizer, max_discarded_tokens=3, checkpoint="token", refusal="No.")
+def test_budget_exhausted_stops_at_last_accepted_state(
+    tiny_model: Model, tiny_tokenizer: Tokenizer
+) -> None:
+    judge = judge_of(
+        [RegexRule(id="any-e", pattern="e")],
+        tiny_tokenizer,
+        max_discarded_tokens=3,
+        checkpoint="token",
+        refusal="No.",
+    )
     results = generate_shielded(
-        tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=24, temperature=1.0, seed=[1, 2, 3],
+        tiny_model,
+        tiny_tokenizer,
+        PROMPTS,
+        judge=judge,
+        max_new_tokens=24,
+        temperature=1.0,
+        seed=[1, 2, 3],
         repair_mask=False,
     )
     for result in results:
@@ -84,9 +111,21 @@ def test_budget_exhausted_stops_at_last_accepted_state(tiny_model: Model, tiny_t
 
 def test_max_new_tokens_reached_during_repair(tiny_model: Model, tiny_tokenizer: Tokenizer) -> None:
     """A violation on the very last token still gets repaired (or stops) within the bounds."""
-    judge = judge_of([LiteralRule(id="l", literal="l")], tiny_tokenizer, checkpoint="token", max_discarded_tokens=8)
+    judge = judge_of(
+        [LiteralRule(id="l", literal="l")],
+        tiny_tokenizer,
+        checkpoint="token",
+        max_discarded_tokens=8,
+    )
     for new_tokens in (1, 2, 3):
-        results = generate_shielded(tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=new_tokens, temperature=1.0)
+        results = generate_shielded(
+            tiny_model,
+            tiny_tokenizer,
+            PROMPTS,
+            judge=judge,
+            max_new_tokens=new_tokens,
+            temperature=1.0,
+        )
         for result in results:
             assert len(result.tokens) <= new_tokens
             assert b"l" not in returned_bytes(tiny_tokenizer, result.tokens)
@@ -99,10 +138,14 @@ def test_eos_as_first_token(tiny_model: Model, tiny_tokenizer: Tokenizer) -> Non
     eos = 5  # pretend a frequent token is the end of sequence: EOS may come first
     plain = generate(tiny_model, tiny_tokenizer, PROMPTS, max_new_tokens=4, temperature=0.0)
     first = plain[0].tokens[0]
-    model = dataclasses.replace(tiny_model, config=dataclasses.replace(tiny_model.config, eos_token_ids=(first,)))
+    model = dataclasses.replace(
+        tiny_model, config=dataclasses.replace(tiny_model.config, eos_token_ids=(first,))
+    )
     judge = judge_of([LiteralRule(id="x", literal="zzz")], tiny_tokenizer)
     del eos
-    results = generate_shielded(model, tiny_tokenizer, PROMPTS[:1], judge=judge, max_new_tokens=4, temperature=0.0)
+    results = generate_shielded(
+        model, tiny_tokenizer, PROMPTS[:1], judge=judge, max_new_tokens=4, temperature=0.0
+    )
     assert results[0].finish_reason == "eos"
     assert results[0].tokens == ()
     assert results[0].text == ""
@@ -110,9 +153,19 @@ def test_eos_as_first_token(tiny_model: Model, tiny_tokenizer: Tokenizer) -> Non
 
 def test_rows_finish_at_different_times(tiny_model: Model, tiny_tokenizer: Tokenizer) -> None:
     judge = judge_of([LiteralRule(id="x", literal="qq")], tiny_tokenizer)
-    results = generate_shielded(tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=10, temperature=1.0, seed=[7, 8, 9])
+    results = generate_shielded(
+        tiny_model,
+        tiny_tokenizer,
+        PROMPTS,
+        judge=judge,
+        max_new_tokens=10,
+        temperature=1.0,
+        seed=[7, 8, 9],
+    )
     alone = [
-        generate_shielded(tiny_model, tiny_tokenizer, [p], judge=judge, max_new_tokens=10, temperature=1.0, seed=s)[0]
+        generate_shielded(
+            tiny_model, tiny_tokenizer, [p], judge=judge, max_new_tokens=10, temperature=1.0, seed=s
+        )[0]
         for p, s in zip(PROMPTS, [7, 8, 9], strict=True)
     ]
     assert [r.tokens for r in results] == [r.tokens for r in alone]
@@ -120,9 +173,15 @@ def test_rows_finish_at_different_times(tiny_model: Model, tiny_tokenizer: Token
 
 
 def test_same_seed_same_output(tiny_model: Model, tiny_tokenizer: Tokenizer) -> None:
-    judge = judge_of([LiteralRule(id="x", literal="e ")], tiny_tokenizer, checkpoint="token", refusal="No.")
-    first = generate_shielded(tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=10, seed=11)
-    second = generate_shielded(tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=10, seed=11)
+    judge = judge_of(
+        [LiteralRule(id="x", literal="e ")], tiny_tokenizer, checkpoint="token", refusal="No."
+    )
+    first = generate_shielded(
+        tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=10, seed=11
+    )
+    second = generate_shielded(
+        tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=10, seed=11
+    )
     assert [r.tokens for r in first] == [r.tokens for r in second]
     assert [r.events for r in first] == [r.events for r in second]
 
@@ -130,7 +189,9 @@ def test_same_seed_same_output(tiny_model: Model, tiny_tokenizer: Tokenizer) -> 
 def test_cache_too_small_is_a_clear_error(tiny_model: Model, tiny_tokenizer: Tokenizer) -> None:
     judge = judge_of([LiteralRule(id="x", literal="zz")], tiny_tokenizer)
     with pytest.raises(BudgetError, match="cache slots"):
-        generate_shielded(tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=100, max_slots=64)
+        generate_shielded(
+            tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=100, max_slots=64
+        )
 
 
 def test_empty_prompt_is_a_clear_error(tiny_model: Model, tiny_tokenizer: Tokenizer) -> None:
@@ -142,12 +203,24 @@ def test_empty_prompt_is_a_clear_error(tiny_model: Model, tiny_tokenizer: Tokeni
 def test_unknown_strategy_is_a_clear_error(tiny_model: Model, tiny_tokenizer: Tokenizer) -> None:
     judge = judge_of([LiteralRule(id="x", literal="zz")], tiny_tokenizer)
     with pytest.raises(DecoderError, match="strategy"):
-        generate_shielded(tiny_model, tiny_tokenizer, PROMPTS, judge=judge, strategy="greedy", max_new_tokens=4)
+        generate_shielded(
+            tiny_model, tiny_tokenizer, PROMPTS, judge=judge, strategy="greedy", max_new_tokens=4
+        )
 
 
-def test_mask_strategy_reports_but_does_not_rewind(tiny_model: Model, tiny_tokenizer: Tokenizer) -> None:
+def test_mask_strategy_reports_but_does_not_rewind(
+    tiny_model: Model, tiny_tokenizer: Tokenizer
+) -> None:
     judge = judge_of([LiteralRule(id="x", literal="e")], tiny_tokenizer, refusal="No.")
-    results = generate_shielded(tiny_model, tiny_tokenizer, PROMPTS, judge=judge, strategy="mask", max_new_tokens=12, temperature=1.0)
+    results = generate_shielded(
+        tiny_model,
+        tiny_tokenizer,
+        PROMPTS,
+        judge=judge,
+        strategy="mask",
+        max_new_tokens=12,
+        temperature=1.0,
+    )
     for result in results:
         assert result.stats.rollbacks == 0
         assert b"e" not in returned_bytes(tiny_tokenizer, result.tokens)

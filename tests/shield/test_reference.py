@@ -274,3 +274,20 @@ class DecodingMachine(RuleBasedStateMachine):
 
 DecodingMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=40, deadline=None)
 TestDecodingMachine = DecodingMachine.TestCase
+
+
+@given(rules=rule_sets, policy=policies, salt=st.integers(0, 10_000), max_new=st.integers(0, 14))
+def test_stream_never_takes_text_back(rules, policy, salt, max_new):  # type: ignore[no-untyped-def]
+    """Released pieces concatenate to the final text (TextStream raises if one was taken back)."""
+    _, judge = make_judge(rules, policy)
+    pieces: list[str] = []
+    result = reference_generate(
+        hashed_model(salt),
+        [1],
+        judge=judge,
+        eos_id=EOS,
+        settings=ReferenceSettings(max_new_tokens=max_new, seed=salt),
+        encode=encode,
+        stream=pieces.append,
+    )
+    assert "".join(pieces) == result.text
