@@ -1,3 +1,86 @@
-"""decoders: the JAX reference decoder (Llama-family Flax model, KV cache, sampling, strategies)."""
+"""decoders: the JAX reference decoder (Llama-family model, KV cache, sampling, loading).
 
-__all__: list[str] = []
+Entry points: :func:`load_model` and :func:`generate`. The composable pieces a decoding strategy
+is built from (all pure; see :mod:`decoders.step` for how a loop body composes them):
+
+* state: :class:`DecodeState`, :class:`Snapshot`, :func:`init_state`, :func:`append`,
+  :func:`snapshot`, :func:`rewind`, :func:`finish`;
+* model steps: :func:`prefill`, :func:`decode_logits`, :func:`advance`, :func:`plain_step`,
+  :func:`decode_loop`, :func:`run`;
+* sampling: :class:`SamplingConfig`, :func:`row_keys`, :func:`sample`;
+* host side: :func:`prepare`, :func:`collect`, :class:`GenerationResult`;
+* sharding: :func:`batch_mesh`, :func:`shard_state`, :func:`replicate`.
+"""
+
+from decoders.config import DecodeConfig, ModelConfig
+from decoders.generate import (
+    FINISH_REASONS,
+    GenerationResult,
+    GenerationStats,
+    Prepared,
+    collect,
+    generate,
+    prepare,
+)
+from decoders.loading import Model, bundled_model_path, cache_root, load_model
+from decoders.model import KVCache, Params, init_params
+from decoders.sampling import SamplingConfig, row_keys, sample
+from decoders.sharding import batch_mesh, replicate, shard_state
+from decoders.state import (
+    FINISH_CACHE_FULL,
+    FINISH_EOS,
+    FINISH_LENGTH,
+    RUNNING,
+    DecodeState,
+    Snapshot,
+    append,
+    finish,
+    init_state,
+    rewind,
+    snapshot,
+)
+from decoders.step import advance, decode_logits, decode_loop, plain_step, prefill, run
+from decoders.tokenizer import Tokenizer
+
+__all__ = [
+    "FINISH_CACHE_FULL",
+    "FINISH_EOS",
+    "FINISH_LENGTH",
+    "FINISH_REASONS",
+    "RUNNING",
+    "DecodeConfig",
+    "DecodeState",
+    "GenerationResult",
+    "GenerationStats",
+    "KVCache",
+    "Model",
+    "ModelConfig",
+    "Params",
+    "Prepared",
+    "SamplingConfig",
+    "Snapshot",
+    "Tokenizer",
+    "advance",
+    "append",
+    "batch_mesh",
+    "bundled_model_path",
+    "cache_root",
+    "collect",
+    "decode_logits",
+    "decode_loop",
+    "finish",
+    "generate",
+    "init_params",
+    "init_state",
+    "load_model",
+    "plain_step",
+    "prefill",
+    "prepare",
+    "replicate",
+    "rewind",
+    "row_keys",
+    "run",
+    "sample",
+    "shard_state",
+    "snapshot",
+]

@@ -27,7 +27,9 @@ def test_checker_finds_a_planted_bug(monkeypatch: pytest.MonkeyPatch) -> None:
         if isinstance(plan, backtrack.Rewind):
             from dataclasses import replace
 
-            return replace(plan, banned=frozenset(), trace=replace(plan.trace, bans=frozenset(), discarded=0))
+            return replace(
+                plan, banned=frozenset(), trace=replace(plan.trace, bans=frozenset(), discarded=0)
+            )
         return plan
 
     monkeypatch.setattr("shield.reference.plan_rewind", forgetful)
