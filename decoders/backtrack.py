@@ -6,12 +6,14 @@ The split between device and host:
   logits, removes the tokens banned at the row's position (progress) and — for ``mask``, or for
   ``backtrack`` while it regenerates a failed segment — every token that would make an automaton
   rule fire; samples with keys derived from ``(seed, position, attempt)``; walks the sampled
-  token's bytes through the shield tables; and appends it, or raises an *event* for the row. The
-  loop stops as soon as some row has an event, so the host sees violations right away, and
-  otherwise never leaves the device.
-* **Host** (:func:`run_shielded`): for each event it asks the :class:`~shield.judge.Judge` what
-  happened (exact match start, classifier windows, end-of-text checks) and the controller
-  :func:`~shield.backtrack.plan_rewind` where to go, then applies the decision as a cursor move.
+  token's bytes through the shield tables; and appends it, or raises an *event* for the row,
+  which then waits. The loop returns a few steps after the first row starts waiting
+  (``LoopConfig.patience``), so the host answers the events of several rows at once; otherwise
+  decoding never leaves the device.
+* **Host** (:func:`decoders.shielded.generate_shielded`): each event is replayed as a transition
+  of the reference decoder's :class:`~shield.reference.Machine` (exact match start, classifier
+  windows, end-of-text checks, :func:`~shield.backtrack.plan_rewind`), and the resulting decision
+  is applied as a cursor move.
 
 Events: ``VIOLATION`` (an automaton rule fired on the sampled token, which is not appended),
 ``EOS`` and ``LENGTH`` (the text would end: the host runs the END check and the open classifier
@@ -69,12 +71,16 @@ class LoopConfig:
         sentence_windows: some classifier rule judges sentences (raise ``WINDOW`` on a sentence end).
         window_tokens: the token count of ``window``-scope classifier rules (0: none).
         max_bans: M, the ban slots per row (``max_retries`` suffices: bans live at one position).
+        patience: once a row waits for the host, the other rows run at most this many more steps
+            before the loop returns (so the host answers several rows' events in one batch; rows
+            are independent, so this changes timing only, never tokens).
     """
 
     strategy: str
     sentence_windows: bool = False
     window_tokens: int = 0
     max_bans: int = 4
+    patience: int = 4
 
 
 @struct.dataclass(frozen=True, kw_only=True)
@@ -223,7 +229,7 @@ def shielded_loop(
     *,
     window: int,
 ) -> tuple[DecodeState, ShieldCarry, Array]:
-    """Run shielded steps until a row raises an event, every row is done, or fuel runs out.
+    """Run shielded steps until rows wait for the host, every row is done, or fuel runs out.
 
     Args:
         params: model weights.
@@ -240,18 +246,21 @@ def shielded_loop(
         ``(state, carry, steps)``.
     """
 
-    def cond(values: tuple[DecodeState, ShieldCarry, Array]) -> Array:
-        state, carry, steps = values
-        waiting = (state.finish == RUNNING) & (carry.event != EVENT_NONE)
+    def cond(values: tuple[DecodeState, ShieldCarry, Array, Array]) -> Array:
+        state, carry, steps, waited = values
         runnable = (state.finish == RUNNING) & (carry.event == EVENT_NONE)
-        # Fuel left, some row can step, and no row waits for the host.
-        return (steps < fuel) & jnp.any(runnable) & ~jnp.any(waiting)
+        # Fuel left, some row can step, and no row has waited for the host for `patience` steps.
+        return (steps < fuel) & jnp.any(runnable) & (waited < loop.patience)
 
     def body(
-        values: tuple[DecodeState, ShieldCarry, Array],
-    ) -> tuple[DecodeState, ShieldCarry, Array]:
-        state, carry, steps = values
+        values: tuple[DecodeState, ShieldCarry, Array, Array],
+    ) -> tuple[DecodeState, ShieldCarry, Array, Array]:
+        state, carry, steps, waited = values
         state, carry = _step(params, config, sampling, loop, tables, state, carry, window)
-        return state, carry, steps + 1
+        waiting = jnp.any((state.finish == RUNNING) & (carry.event != EVENT_NONE))
+        return state, carry, steps + 1, waited + waiting.astype(jnp.int32)
 
-    return jax.lax.while_loop(cond, body, (state, carry, jnp.int32(0)))
+    state, carry, steps, _ = jax.lax.while_loop(
+        cond, body, (state, carry, jnp.int32(0), jnp.int32(0))
+    )
+    return state, carry, steps

@@ -403,10 +403,20 @@ def _answer(
     tokens, cursors = jax.device_get((state.tokens, state.cursor))
     rejected = np.asarray(jax.device_get(carry.rejected))
     events = np.asarray(jax.device_get(carry.event))
+    judge = host.machine.judge
+    kept_rows = {b: [int(t) for t in tokens[b, starts[b] : cursors[b]]] for b in waiting}
+    # Classifier windows of every waiting row are scored in one batch per rule.
+    windows = []
+    for b, kept in kept_rows.items():
+        if events[b] in (EVENT_WINDOW, EVENT_LENGTH):
+            windows.extend(judge.closed_windows(kept))
+        if events[b] in (EVENT_EOS, EVENT_LENGTH):
+            windows.extend(judge.open_windows(kept))
+    judge.prefetch(windows)
     decisions = {}
-    for b in waiting:
-        kept = [int(t) for t in tokens[b, starts[b] : cursors[b]]]
+    for b, kept in kept_rows.items():
         decisions[b] = host.on_event(rows[b], int(events[b]), kept, int(rejected[b]))
+    judge.forget()
     return _apply(state, carry, decisions, starts, max_bans)
 
 

@@ -23,6 +23,7 @@ from shield.alphabet import END
 from shield.backtrack import Failure
 from shield.checkpoints import closes_sentence, is_checkpoint
 from shield.classifiers import judge as judge_windows
+from shield.classifiers import score
 from shield.policy import BacktrackPolicy
 from shield.result import Event
 from shield.rules import ClassifierRule
@@ -83,6 +84,7 @@ class Judge:
             getattr(token_shield, "special", np.zeros(len(self.token_bytes), bool)), dtype=bool
         )
         empty = np.array([len(piece) == 0 for piece in self.token_bytes], dtype=bool)
+        self._scores: dict[tuple[str, str], float] = {}
         self._never = special | empty
         self._never.setflags(write=False)
 
@@ -235,12 +237,44 @@ class Judge:
                 return index + 1
         return 0
 
-    @staticmethod
-    def unsafe(windows: Sequence[Window]) -> Window | None:
-        """The first unsafe window (scoring each rule's windows in one batch), or None."""
+    def prefetch(self, windows: Sequence[Window]) -> None:
+        """Score many windows at once (one scorer call per rule), for the next :meth:`unsafe` calls.
+
+        Decoders call this with the windows of every row that waits at a scope boundary, so a
+        batch is scored together; :meth:`unsafe` then reads the stored scores. :meth:`forget`
+        drops them.
+        """
+        by_rule: dict[str, list[Window]] = {}
         for window in windows:
-            verdict = judge_windows([window.rule], [window.text])[0]
-            if verdict is not None:
+            if (window.rule.id, window.text) not in self._scores and window.text.strip():
+                by_rule.setdefault(window.rule.id, []).append(window)
+        for pending in by_rule.values():
+            rule = pending[0].rule
+            texts = list(dict.fromkeys(w.text for w in pending))
+            for text, value in zip(texts, score(rule.scorer, texts), strict=True):
+                self._scores[(rule.id, text)] = value
+
+    def forget(self) -> None:
+        """Drop the scores stored by :meth:`prefetch`."""
+        self._scores.clear()
+
+    def unsafe(self, windows: Sequence[Window]) -> Window | None:
+        """The first window whose score reaches its rule's threshold, or None.
+
+        Whitespace-only windows are safe without scoring. Scores stored by :meth:`prefetch` are
+        used; others are computed now.
+
+        Raises:
+            ClassifierError: a scorer failed (fail closed: the caller must not return the text).
+        """
+        for window in windows:
+            if not window.text.strip():
+                continue
+            key = (window.rule.id, window.text)
+            value = self._scores.get(key)
+            if value is None:
+                value = score(window.rule.scorer, [window.text])[0]
+            if value >= window.rule.threshold:
                 return window
         return None
 
