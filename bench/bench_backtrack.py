@@ -27,7 +27,7 @@ import shield
 import specs
 from decoders import load_model
 from decoders.config import DecodeConfig
-from decoders.generate import generate
+from decoders.generate import generate_plain
 from decoders.shielded import generate_shielded
 from decoders.state import init_state, rewind
 from decoders.step import decode_logits, prefill
@@ -51,7 +51,7 @@ def _row(name: str, value: str, target: str = "", verdict: str = "") -> None:
 def overhead(model, tokenizer, judge, runs: int, new_tokens: int) -> None:  # type: ignore[no-untyped-def]
     print("1. shield overhead on clean generations (greedy, chat, batch 4)")
     kwargs = dict(max_new_tokens=new_tokens, temperature=0.0, chat=True, seed=0)
-    plain = generate(model, tokenizer, BENIGN, **kwargs)  # warm-up and compile
+    plain = generate_plain(model, tokenizer, BENIGN, **kwargs)  # warm-up and compile
     shielded = generate_shielded(model, tokenizer, BENIGN, judge=judge, **kwargs)
     same = all(p.tokens == s.tokens for p, s in zip(plain, shielded, strict=True))
     clean = all(s.stats.rollbacks == 0 for s in shielded)
@@ -62,7 +62,7 @@ def overhead(model, tokenizer, judge, runs: int, new_tokens: int) -> None:  # ty
         for name, rates in (("none", plain_rates), ("backtrack", shielded_rates)):
             began = time.perf_counter()
             if name == "none":
-                results = generate(model, tokenizer, BENIGN, **kwargs)
+                results = generate_plain(model, tokenizer, BENIGN, **kwargs)
             else:
                 results = generate_shielded(model, tokenizer, BENIGN, judge=judge, **kwargs)
             tokens = sum(r.stats.generated_tokens for r in results)

@@ -1,6 +1,6 @@
 """decoders: the JAX reference decoder (Llama-family model, KV cache, sampling, loading).
 
-Entry points: :func:`load_model` and :func:`generate`. The composable pieces a decoding strategy
+Entry points: :func:`load_model` and :func:`generate` (every strategy; see :mod:`decoders.api`). The composable pieces a decoding strategy
 is built from (all pure; see :mod:`decoders.step` for how a loop body composes them):
 
 * state: :class:`DecodeState`, :class:`Snapshot`, :func:`init_state`, :func:`append`,
@@ -12,6 +12,7 @@ is built from (all pure; see :mod:`decoders.step` for how a loop body composes t
 * sharding: :func:`batch_mesh`, :func:`shard_state`, :func:`replicate`.
 """
 
+from decoders.api import generate, resolve_judge
 from decoders.config import DecodeConfig, ModelConfig
 from decoders.generate import (
     FINISH_REASONS,
@@ -19,13 +20,14 @@ from decoders.generate import (
     GenerationStats,
     Prepared,
     collect,
-    generate,
+    generate_plain,
     prepare,
 )
 from decoders.loading import Model, bundled_model_path, cache_root, load_model
 from decoders.model import KVCache, Params, init_params
 from decoders.sampling import SamplingConfig, row_keys, sample
 from decoders.sharding import batch_mesh, replicate, shard_state
+from decoders.shielded import generate_shielded, judge_for
 from decoders.state import (
     FINISH_CACHE_FULL,
     FINISH_EOS,
@@ -70,13 +72,17 @@ __all__ = [
     "decode_loop",
     "finish",
     "generate",
+    "generate_plain",
+    "generate_shielded",
     "init_params",
     "init_state",
+    "judge_for",
     "load_model",
     "plain_step",
     "prefill",
     "prepare",
     "replicate",
+    "resolve_judge",
     "rewind",
     "row_keys",
     "run",

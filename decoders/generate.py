@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,7 @@ from decoders.step import prefill as _prefill
 from decoders.step import run
 from decoders.tokenizer import Tokenizer
 from shield.errors import BudgetError, DecoderError
+from shield.result import FinishReason, GenerationResult, GenerationStats
 
 __all__ = [
     "FINISH_REASONS",
@@ -35,7 +36,7 @@ __all__ = [
     "GenerationStats",
     "Prepared",
     "collect",
-    "generate",
+    "generate_plain",
     "prepare",
 ]
 
@@ -46,39 +47,6 @@ FINISH_REASONS: dict[int, str] = {
     FINISH_CACHE_FULL: "length",
 }
 _SLOT_QUANTUM = 64  # cache sizes are rounded up to this, so similar requests share compilations
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class GenerationStats:
-    """Counters of one generation (the ``stats`` object of the JSON output)."""
-
-    generated_tokens: int
-    kept_tokens: int
-    discarded_tokens: int
-    rollbacks: int
-    max_rollback_tokens: int
-    wall_seconds: float
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class GenerationResult:
-    """One response: text and tokens (prefill included, prompt excluded), reason and stats."""
-
-    text: str
-    finish_reason: str
-    tokens: tuple[int, ...]
-    stats: GenerationStats
-    events: tuple[dict[str, Any], ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """The object ``shield generate --json`` prints."""
-        return {
-            "text": self.text,
-            "finish_reason": self.finish_reason,
-            "tokens": list(self.tokens),
-            "stats": dataclasses.asdict(self.stats),
-            "events": [dict(event) for event in self.events],
-        }
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -209,12 +177,14 @@ def collect(
         )
         text = tokenizer.decode(ids, skip_special_tokens=True)
         results.append(
-            GenerationResult(text=text, finish_reason=reason, tokens=tuple(ids), stats=stats)
+            GenerationResult(
+                text=text, finish_reason=cast(FinishReason, reason), tokens=tuple(ids), stats=stats
+            )
         )
     return results
 
 
-def generate(
+def generate_plain(
     model: Model,
     tokenizer: Tokenizer,
     prompts: Sequence[str],

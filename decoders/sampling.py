@@ -4,58 +4,22 @@ Random keys are a pure function of (seed, position, attempt) per row (:func:`row
 draw does not depend on its batch neighbours, on the batch size or on how the loop is chunked, and
 a run that never rewinds (attempt 0 throughout) draws exactly what plain decoding draws.
 
-:class:`SamplingConfig` is static (frozen, hashable): changing it recompiles.
+:class:`~shield.sampling.SamplingConfig` (shared with the reference decoder) is static (frozen,
+hashable): changing it recompiles.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 
-from shield.errors import DecoderError
+from shield.sampling import SamplingConfig
 
 __all__ = ["SamplingConfig", "row_keys", "sample"]
 
 Array = jax.Array
 #: Bisection steps of the top-p threshold (float32 resolution of the largest probability).
 _BISECTIONS = 24
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SamplingConfig:
-    """How to choose a token from logits.
-
-    Attributes:
-        temperature: 0 for greedy (argmax); otherwise logits are divided by it.
-        top_k: keep only the k most likely tokens (None: no limit).
-        top_p: keep the smallest set of most likely tokens whose probability reaches p
-            (None or 1.0: no limit).
-
-    Example:
-        >>> SamplingConfig(temperature=0.7, top_p=0.9).greedy
-        False
-    """
-
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-
-    def __post_init__(self) -> None:
-        if not self.temperature >= 0.0:
-            raise DecoderError(
-                f"temperature: expected >= 0 (0 = greedy), received {self.temperature!r}."
-            )
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
-            raise DecoderError(f"top_k: expected a positive int or None, received {self.top_k!r}.")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise DecoderError(f"top_p: expected 0 < p <= 1 or None, received {self.top_p!r}.")
-
-    @property
-    def greedy(self) -> bool:
-        """True when sampling reduces to argmax."""
-        return self.temperature == 0.0 or self.top_k == 1
 
 
 def row_keys(seed: Array, position: Array, attempt: Array) -> Array:

@@ -3,10 +3,14 @@
 SPEC is a spec file or the name of a library spec (toxicity, pii, secrets). The default model is
 the bundled SmolLM2-135M-Instruct. --temperature 0 decodes greedily; the default samples with
 temperature 1 and top-p 0.9. --prefill forces the start of the response (it is part of the
-response). Strategy "none" decodes plainly and only reports violations of the spec.
+response) and is judged like generated text. Strategies: "backtrack" (default) rewinds to the
+latest accepted state and regenerates only the offending segment; "reset" restarts the whole
+response; "mask" removes tokens that would complete a forbidden pattern (classifier rules are only
+reported); "none" decodes plainly and only reports violations. --stream prints text as soon as it
+can no longer be rolled back.
 
 Examples:
-  shield generate --spec toxicity --chat --temperature 0 --prompt "Say hi"
+  shield generate --spec toxicity --chat --temperature 0 --prompt "Say hi" --prefill "You stupid"
   shield generate --spec pii --prompt "My card is" --max-new-tokens 32 --json
 
 With --json the output is one object:
@@ -28,7 +32,6 @@ __all__ = ["HELP", "STRATEGIES", "add_arguments", "run"]
 
 #: The decoding strategies, in the order of design §1.
 STRATEGIES: tuple[str, ...] = ("backtrack", "reset", "mask", "none")
-_AVAILABLE = ("none",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,30 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _violations(compiled: Any, text: str) -> list[dict[str, Any]]:
-    events = []
-    for violation in compiled.scan(text):
-        rule = violation.rule if isinstance(violation.rule, str) else violation.rule.id
-        events.append(
-            {
-                "kind": "violation",
-                "rule": rule,
-                "start": int(violation.start),
-                "end": int(violation.end),
-            }
-        )
-    return events
+def _describe(event: dict[str, Any]) -> str:
+    kind, rule = event["kind"], event["rule"]
+    if kind == "rollback":
+        return f"rolled back for rule {rule}: tokens {event['to_token']}..{event['from_token']} regenerated"
+    if kind == "violation":
+        return f"rule {rule} violated by tokens {event['to_token']}..{event['from_token']} (not repaired)"
+    return f"rule {rule}: {event.get('detail', kind)}"
 
 
 def run(args: argparse.Namespace) -> int:
     """Generate; print the response (or JSON); return 0, or 2 on bad input."""
-    if args.strategy not in _AVAILABLE:
-        print(
-            f"shield generate: strategy {args.strategy!r} is not available yet; use --strategy "
-            "none (plain decoding, violations reported).",
-            file=sys.stderr,
-        )
-        return 2
     if args.max_new_tokens < 1:
         print(
             f"shield generate: --max-new-tokens must be >= 1, received {args.max_new_tokens}.",
@@ -97,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         model,
         tokenizer,
         [args.prompt],
+        spec=compiled,
+        strategy=args.strategy,
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
         top_p=args.top_p,
@@ -107,18 +99,19 @@ def run(args: argparse.Namespace) -> int:
     )[0]
     if args.stream:
         stream_to.write("\n")
-    events = _violations(compiled, result.text)
+    payload = result.to_json()
     if args.json:
-        payload = result.to_json()
-        payload["events"] = payload["events"] + events
         print(json.dumps(payload))
         return 0
     if not args.stream:
         print(result.text)
-    for event in events:
-        print(
-            f"shield generate: rule {event['rule']} violated at characters "
-            f"{event['start']}-{event['end']} (strategy none only reports)",
-            file=sys.stderr,
-        )
+    stats = payload["stats"]
+    print(
+        f"shield generate: {args.strategy}, finish {result.finish_reason}, "
+        f"{stats['kept_tokens']} kept / {stats['generated_tokens']} generated tokens, "
+        f"{stats['rollbacks']} rollbacks, {stats['wall_seconds']:.1f} s",
+        file=sys.stderr,
+    )
+    for event in payload["events"]:
+        print(f"shield generate: {_describe(event)}", file=sys.stderr)
     return 0

@@ -10,7 +10,7 @@ import pytest
 
 import shield
 from decoders.config import DecodeConfig
-from decoders.generate import generate
+from decoders.generate import generate_plain
 from decoders.loading import Model
 from decoders.shielded import generate_shielded, judge_for
 from decoders.state import init_state
@@ -54,7 +54,7 @@ def judge_of(rules, tokenizer: Tokenizer, **policy) -> Judge:  # type: ignore[no
 
 def forbidden_from_plain(model: Model, tokenizer: Tokenizer, max_new: int) -> list[LiteralRule]:
     """Rules that plain greedy decoding of PROMPTS certainly violates (taken from its own output)."""
-    plain = generate(model, tokenizer, PROMPTS, max_new_tokens=max_new, temperature=0.0)
+    plain = generate_plain(model, tokenizer, PROMPTS, max_new_tokens=max_new, temperature=0.0)
     rules = []
     for index, result in enumerate(plain):
         data = b"".join(tokenizer.token_bytes[t] for t in result.tokens)
@@ -136,7 +136,7 @@ def test_transparency(tiny_model: Model, tiny_tokenizer: Tokenizer, temperature:
     """A spec that plain decoding never violates changes nothing: same tokens, no rollbacks."""
     judge = judge_of([WordsRule(id="never", words=("zzzzqqqq",))], tiny_tokenizer)
     kwargs = dict(max_new_tokens=16, temperature=temperature, seed=[3, 4])
-    plain = generate(tiny_model, tiny_tokenizer, PROMPTS, **kwargs)  # type: ignore[arg-type]
+    plain = generate_plain(tiny_model, tiny_tokenizer, PROMPTS, **kwargs)  # type: ignore[arg-type]
     shielded = generate_shielded(tiny_model, tiny_tokenizer, PROMPTS, judge=judge, **kwargs)  # type: ignore[arg-type]
     for p, s in zip(plain, shielded, strict=True):
         assert s.tokens == p.tokens

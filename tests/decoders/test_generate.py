@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from decoders.generate import generate
+from decoders.generate import generate_plain
 from decoders.loading import Model
 from decoders.tokenizer import Tokenizer
 from shield.errors import BudgetError, DecoderError
@@ -15,9 +15,9 @@ def test_batch_of_different_lengths_equals_single_prompts(
     tiny_model: Model, tiny_tokenizer: Tokenizer
 ) -> None:
     prompts = ["the", "hello world, the other", "or"]
-    batch = generate(tiny_model, tiny_tokenizer, prompts, max_new_tokens=8, seed=[1, 2, 3])
+    batch = generate_plain(tiny_model, tiny_tokenizer, prompts, max_new_tokens=8, seed=[1, 2, 3])
     for seed, (prompt, result) in enumerate(zip(prompts, batch, strict=True), start=1):
-        alone = generate(tiny_model, tiny_tokenizer, [prompt], max_new_tokens=8, seed=seed)[0]
+        alone = generate_plain(tiny_model, tiny_tokenizer, [prompt], max_new_tokens=8, seed=seed)[0]
         assert alone.tokens == result.tokens and alone.text == result.text
     for result in batch:
         assert result.finish_reason in ("eos", "length")
@@ -26,7 +26,7 @@ def test_batch_of_different_lengths_equals_single_prompts(
 
 
 def test_prefill_is_part_of_the_response(tiny_model: Model, tiny_tokenizer: Tokenizer) -> None:
-    result = generate(
+    result = generate_plain(
         tiny_model, tiny_tokenizer, ["hello"], max_new_tokens=5, temperature=0.0, prefill="the"
     )[0]
     forced = tiny_tokenizer.encode("the", add_bos=False)
@@ -39,11 +39,13 @@ def test_stop_string_cuts_after_the_completing_token(
     tiny_model: Model, tiny_tokenizer: Tokenizer
 ) -> None:
     tiny_model = with_eos(tiny_model, ())
-    free = generate(tiny_model, tiny_tokenizer, ["hello"], max_new_tokens=12, temperature=0.0)[0]
+    free = generate_plain(
+        tiny_model, tiny_tokenizer, ["hello"], max_new_tokens=12, temperature=0.0
+    )[0]
     if len(free.text) < 3:
         pytest.skip("the tiny model stopped too early to pick a stop string")
     stop = free.text[1:3]
-    cut = generate(
+    cut = generate_plain(
         tiny_model, tiny_tokenizer, ["hello"], max_new_tokens=12, temperature=0.0, stop=[stop]
     )[0]
     assert stop in cut.text and stop not in tiny_tokenizer.decode(
@@ -73,16 +75,16 @@ def test_chat_renders_like_the_template(tiny_tokenizer: Tokenizer) -> None:
 
 def test_budget_and_argument_errors(tiny_model: Model, tiny_tokenizer: Tokenizer) -> None:
     with pytest.raises(BudgetError, match="16"):
-        generate(tiny_model, tiny_tokenizer, ["hello world"], max_new_tokens=10, max_slots=16)
+        generate_plain(tiny_model, tiny_tokenizer, ["hello world"], max_new_tokens=10, max_slots=16)
     with pytest.raises(DecoderError, match="seed"):
-        generate(tiny_model, tiny_tokenizer, ["a", "b"], max_new_tokens=4, seed=[1])
+        generate_plain(tiny_model, tiny_tokenizer, ["a", "b"], max_new_tokens=4, seed=[1])
     with pytest.raises(DecoderError, match="max_new_tokens"):
-        generate(tiny_model, tiny_tokenizer, ["a"], max_new_tokens=0)
+        generate_plain(tiny_model, tiny_tokenizer, ["a"], max_new_tokens=0)
 
 
 def test_streaming_releases_the_whole_text(tiny_model: Model, tiny_tokenizer: Tokenizer) -> None:
     pieces: list[str] = []
-    result = generate(
+    result = generate_plain(
         tiny_model,
         tiny_tokenizer,
         ["the"],

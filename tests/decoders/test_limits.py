@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import shield
-from decoders.generate import generate
+from decoders.generate import generate_plain
 from decoders.loading import Model
 from decoders.shielded import generate_shielded, judge_for
 from decoders.tokenizer import Tokenizer
@@ -136,7 +136,7 @@ def test_eos_as_first_token(tiny_model: Model, tiny_tokenizer: Tokenizer) -> Non
     import dataclasses
 
     eos = 5  # pretend a frequent token is the end of sequence: EOS may come first
-    plain = generate(tiny_model, tiny_tokenizer, PROMPTS, max_new_tokens=4, temperature=0.0)
+    plain = generate_plain(tiny_model, tiny_tokenizer, PROMPTS, max_new_tokens=4, temperature=0.0)
     first = plain[0].tokens[0]
     model = dataclasses.replace(
         tiny_model, config=dataclasses.replace(tiny_model.config, eos_token_ids=(first,))

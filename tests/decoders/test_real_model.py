@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from decoders.generate import generate
+from decoders.generate import generate_plain
 from decoders.loading import Model, bundled_model_path, load_model
 from decoders.sampling import SamplingConfig
 from decoders.state import rewind
@@ -146,5 +146,5 @@ def test_logits_and_greedy_tokens_match_the_reference(
         state = plain_step(free.params, free.config, greedy, state, jnp.int32(STEPS), 128)
         ours.append(int(state.tokens[0, len(prompt) + step]))
     assert ours == expected
-    via_api = generate(model, tokenizer, [PROMPT], max_new_tokens=STEPS, temperature=0.0)[0]
+    via_api = generate_plain(model, tokenizer, [PROMPT], max_new_tokens=STEPS, temperature=0.0)[0]
     assert list(via_api.tokens) == expected[: len(via_api.tokens)]

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from decoders.generate import generate
+from decoders.generate import generate_plain
 from decoders.loading import Model
 from decoders.sampling import SamplingConfig
 from decoders.sharding import batch_mesh, replicate, shard_state
@@ -39,8 +39,10 @@ def test_sharded_equals_single_device(tiny_model: Model) -> None:
 
 def test_generate_pads_the_batch_to_the_mesh(tiny_model: Model, tiny_tokenizer: Tokenizer) -> None:
     prompts = ["the cat", "hello world", "or"]
-    plain = generate(tiny_model, tiny_tokenizer, prompts, max_new_tokens=6, seed=3)
-    sharded = generate(tiny_model, tiny_tokenizer, prompts, max_new_tokens=6, seed=3, mesh=True)
+    plain = generate_plain(tiny_model, tiny_tokenizer, prompts, max_new_tokens=6, seed=3)
+    sharded = generate_plain(
+        tiny_model, tiny_tokenizer, prompts, max_new_tokens=6, seed=3, mesh=True
+    )
     assert [r.tokens for r in plain] == [r.tokens for r in sharded]
 
 
