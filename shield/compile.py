@@ -31,11 +31,26 @@ from shield.rules import (
 )
 from shield.syntax import NOT_AFTER_WORD_MASK, NOT_BEFORE_WORD_MASK, Assert, Concat, Node
 from shield.temporal import absorb, after, at_most, max_length
-from shield.wordlist import check_words, words_pattern
+from shield.wordlist import check_words, words_matcher, words_pattern
 
 __all__ = ["CompiledRule", "compile_rule", "validate_classifier"]
 
 _SCORER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class _LazyScanner:
+    """A reverse scanner whose NFA is built on the first span asked (word lists compile faster)."""
+
+    def __init__(self, node: Node, limits: CompileLimits) -> None:
+        self._node = node
+        self._limits = limits
+        self._scanner: ReverseScanner | None = None
+
+    def match_span(self, text: bytes, index: int, lower: int = 0) -> tuple[int, int] | None:
+        """See :meth:`shield.reverse.ReverseScanner.match_span`."""
+        if self._scanner is None:
+            self._scanner = ReverseScanner(build_nfa(self._node, self._limits))
+        return self._scanner.match_span(text, index, lower)
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,7 +70,7 @@ class CompiledRule:
     kind: str
     dfa: DFA
     matcher: DFA
-    scanner: ReverseScanner | None
+    scanner: ReverseScanner | _LazyScanner | None
 
     @property
     def rule_id(self) -> str:
@@ -113,11 +128,15 @@ def _pattern_ast(pattern: Pattern, rule_id: str, limits: CompileLimits) -> Node:
 
 def _pattern(
     pattern: Pattern, rule_id: str, limits: CompileLimits
-) -> tuple[Matcher, ReverseScanner]:
+) -> tuple[Matcher, ReverseScanner | _LazyScanner]:
     node = _pattern_ast(pattern, rule_id, limits)
-    nfa = build_nfa(node, limits)
-    matcher = determinize(nfa, limits, what=f"rule {rule_id}")
-    return matcher, ReverseScanner(nfa)
+    what = f"rule {rule_id}"
+    if isinstance(pattern, RegexRule):
+        nfa = build_nfa(node, limits)
+        return determinize(nfa, limits, what=what), ReverseScanner(nfa)
+    words = (pattern.literal,) if isinstance(pattern, LiteralRule) else pattern.words
+    matcher = words_matcher(tuple(dict.fromkeys(words)), pattern.match, limits, what=what)
+    return matcher, _LazyScanner(node, limits)
 
 
 def _kind(pattern: Pattern) -> str:

@@ -170,7 +170,8 @@ def determinize(nfa: NFA, limits: CompileLimits, *, what: str) -> Matcher:
         The matcher with its restart states.
 
     Raises:
-        CompileError: the DFA would exceed ``limits.max_dfa_states``.
+        CompileError: the DFA would exceed ``limits.max_dfa_states`` or the construction
+            ``limits.max_rule_seconds``.
     """
     subsets = _Subsets(nfa)
     keys = {
@@ -186,6 +187,7 @@ def determinize(nfa: NFA, limits: CompileLimits, *, what: str) -> Matcher:
         max_states=limits.max_dfa_states,
         what=what,
         extra_roots=[keys[PREV_WORD], keys[PREV_OTHER]],
+        max_seconds=limits.max_rule_seconds,
     )
     index = {k: i for i, k in enumerate(states)}
     restart = tuple(

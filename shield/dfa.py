@@ -8,6 +8,7 @@ match was detected. The value is validated completely once, and its arrays are r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -146,6 +147,7 @@ def crawl(
     max_states: int,
     what: str,
     extra_roots: Sequence[K] = (),
+    max_seconds: float | None = None,
 ) -> tuple[DFA, list[K]]:
     """Build the DFA of every key reachable from ``initial`` (breadth first).
 
@@ -158,13 +160,15 @@ def crawl(
         what: a description of the automaton for error messages.
         extra_roots: further keys to include (with everything reachable from them) even when
             they are unreachable from ``initial``.
+        max_seconds: optional wall-clock budget; exceeding it raises :class:`CompileError`.
 
     Returns:
         The DFA (initial state 0) and its keys, indexed by state id.
 
     Raises:
-        CompileError: more than ``max_states`` states are reachable.
+        CompileError: more than ``max_states`` states are reachable, or the time budget ran out.
     """
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
     n_classes = int(np.max(classes)) + 1
     index: dict[K, int] = {initial: 0}
     keys: list[K] = [initial]
@@ -175,6 +179,12 @@ def crawl(
     rows: list[list[int]] = []
     # Invariant: rows[i] is the complete row of keys[i] for i < len(rows); keys beyond are queued.
     while len(rows) < len(keys):
+        if deadline is not None and len(rows) % 256 == 0 and time.monotonic() > deadline:
+            raise CompileError(
+                f"{what}: building the automaton took more than max_rule_seconds={max_seconds:g} "
+                f"(at {len(keys)} states); simplify the pattern or raise "
+                "CompileLimits.max_rule_seconds"
+            )
         row_keys = successors(keys[len(rows)])
         if len(row_keys) != n_classes:
             raise ValueError(f"successors must give {n_classes} keys; got {len(row_keys)}")

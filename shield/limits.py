@@ -17,9 +17,11 @@ class CompileLimits:
         max_repeat: largest bound of a counted repetition ``{m,n}``.
         max_words: entries of one word list.
         max_word_chars: characters of one word.
-        max_word_variants: alternative spellings of one word after expanding normalisations
-            for the Aho–Corasick path.
+        max_table_cells: entries of one letter-level word table (states × letter classes);
+            bounds the memory of word lists over large alphabets.
         max_count: largest ``count`` of an at-most rule.
+        max_rule_seconds: wall-clock budget of one rule's subset construction; a rule that
+            needs longer fails with a ``CompileError`` instead of stalling.
 
     Raises:
         ValueError: a limit is not a positive integer.
@@ -30,8 +32,9 @@ class CompileLimits:
     max_repeat: int = 1_000
     max_words: int = 200_000
     max_word_chars: int = 200
-    max_word_variants: int = 4_096
+    max_table_cells: int = 20_000_000
     max_count: int = 1_000
+    max_rule_seconds: int = 20
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():

@@ -13,7 +13,7 @@ import numpy as np
 
 from shield.dfa import DFA
 
-__all__ = ["minimize", "minimize_with_map"]
+__all__ = ["coarsest_partition", "minimize", "minimize_with_map"]
 
 _SEED = 0x5EED
 
@@ -29,6 +29,33 @@ def _split(signature: np.ndarray, multipliers: np.ndarray) -> np.ndarray:
     return inverse.astype(np.int64)
 
 
+def coarsest_partition(table: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The coarsest partition of states that respects ``labels`` and is stable under ``table``.
+
+    Args:
+        table: int [n_states, n_symbols] transitions (any symbol alphabet).
+        labels: int [n_states] initial partition (states with different labels are never merged).
+
+    Returns:
+        int64 [n_states] block ids 0..m-1; states in one block are equivalent.
+    """
+    n, k = table.shape
+    table = table.astype(np.int64)
+    rng = np.random.default_rng(_SEED)
+    multipliers = rng.integers(1, 2**63, size=k + 1, dtype=np.uint64) | np.uint64(1)
+    block = _split(np.asarray(labels, np.int64)[:, None], multipliers[:1])
+    count = int(block.max()) + 1
+    for _ in range(n + 1):  # fuel: each productive round adds a block, so at most n rounds
+        signature = np.concatenate([block[:, None], block[table]], axis=1)  # [n, k+1]
+        new_block = _split(signature, multipliers)
+        new_count = int(new_block.max()) + 1
+        block = new_block
+        if new_count == count:
+            break
+        count = new_count
+    return block
+
+
 def minimize_with_map(dfa: DFA, labels: np.ndarray | None = None) -> tuple[DFA, np.ndarray]:
     """The minimal DFA and the map from old states to new ones.
 
@@ -41,21 +68,11 @@ def minimize_with_map(dfa: DFA, labels: np.ndarray | None = None) -> tuple[DFA, 
         The minimal DFA (initial state 0, states numbered in breadth-first order) and int32
         [n_states] mapping each old state to its new state.
     """
-    n, k = dfa.transitions.shape
+    n = dfa.n_states
     table = dfa.transitions.astype(np.int64)
     start = dfa.accepting.astype(np.int64) if labels is None else np.asarray(labels, np.int64)
-    rng = np.random.default_rng(_SEED)
-    multipliers = rng.integers(1, 2**63, size=k + 1, dtype=np.uint64) | np.uint64(1)
-    block = _split(start[:, None], multipliers[:1])
+    block = coarsest_partition(table, start)
     count = int(block.max()) + 1
-    for _ in range(n + 1):  # fuel: each productive round adds a block, so at most n rounds
-        signature = np.concatenate([block[:, None], block[table]], axis=1)  # [n, k+1]
-        new_block = _split(signature, multipliers)
-        new_count = int(new_block.max()) + 1
-        block = new_block
-        if new_count == count:
-            break
-        count = new_count
     # Renumber blocks breadth first from the initial state, for stable, readable numbering.
     rep = np.zeros(count, dtype=np.int64)
     rep[block[::-1]] = np.arange(n)[::-1]  # some member of each block

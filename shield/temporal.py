@@ -18,11 +18,12 @@ from shield.syntax import PREV_OTHER, PREV_WORD
 
 __all__ = ["absorb", "after", "at_most", "max_length"]
 
-_VIOLATED = ("violated",)
-
 
 def absorb(matcher: DFA, limits: CompileLimits, *, what: str) -> DFA:
     """The forbid automaton of a matcher: violated from the first detection on (Σ*PΣ* for a pattern).
+
+    Every transition into a detection state is redirected to one absorbing violation state; the
+    states left unreachable are dropped and the result is minimised (vectorised throughout).
 
     Args:
         matcher: a matcher DFA (accepting = a detection).
@@ -35,24 +36,30 @@ def absorb(matcher: DFA, limits: CompileLimits, *, what: str) -> DFA:
     Raises:
         CompileError: the automaton exceeds ``limits.max_dfa_states``.
     """
-    dfa = matcher
-    table = dfa.transitions.tolist()
-    accepting = dfa.accepting.tolist()
-
-    def successors(key: object) -> list[object]:
-        if key == _VIOLATED:
-            return [_VIOLATED] * dfa.n_classes
-        return [_VIOLATED if accepting[t] else t for t in table[key]]  # type: ignore[index]
-
-    start: object = _VIOLATED if accepting[dfa.initial] else dfa.initial
-    out, _ = crawl(
-        start,
-        dfa.classes,
-        successors,
-        lambda k: k == _VIOLATED,
-        max_states=limits.max_dfa_states,
-        what=what,
-    )
+    n = matcher.n_states
+    if n + 1 > limits.max_dfa_states:
+        raise CompileError(
+            f"{what}: the automaton needs more than max_dfa_states={limits.max_dfa_states} "
+            "states; simplify the pattern or raise CompileLimits.max_dfa_states"
+        )
+    table = matcher.transitions
+    sink = n
+    redirected = np.where(matcher.accepting[table], sink, table)
+    table = np.vstack([redirected, np.full((1, table.shape[1]), sink, dtype=table.dtype)])
+    initial = sink if matcher.accepting[matcher.initial] else matcher.initial
+    reach = np.zeros(n + 1, dtype=bool)
+    reach[initial] = True
+    frontier = np.array([initial])
+    while frontier.size:  # each state enters the frontier once: at most n + 1 rounds
+        nxt = np.unique(table[frontier])
+        nxt = nxt[~reach[nxt]]
+        reach[nxt] = True
+        frontier = nxt
+    keep = np.flatnonzero(reach)
+    renumber = np.full(n + 1, -1, dtype=np.int64)
+    renumber[keep] = np.arange(keep.size)
+    accepting = keep == sink
+    out = DFA(renumber[table[keep]], matcher.classes, int(renumber[initial]), accepting)
     return minimize(out)
 
 

@@ -1,24 +1,45 @@
-"""Word lists: a trie of letter patterns turned into one pattern AST, and a direct Aho–Corasick DFA.
+"""Word lists: a direct Aho–Corasick matcher over letter classes, and the same language as an AST.
 
 The construction, "the text contains one of the words":
 
-- :func:`words_pattern` builds a trie over the words' letter patterns (letters with the same set
-  of stand-ins share nodes) and returns it as a pattern AST with whole-word assertions where
-  asked. It supports every normalisation; :mod:`shield.compile` determinises it, and its NFA is
-  what reverse scans use to find the start of a match.
+- :func:`words_matcher` builds the matcher DFA directly: Aho–Corasick over letter atoms with the
+  shape-changing normalisations as transitions (:mod:`shield.letters`), minimised at the letter
+  level, then expanded to bytes (:mod:`shield.expand`). It never spells out variant strings, so its
+  cost grows with the trie, not with the number of spellings.
+- :func:`words_pattern` builds a trie over the words' letter patterns and returns it as a pattern
+  AST with whole-word assertions where asked. Its NFA is what reverse scans use to find the start
+  of a match, and its subset construction is the reference the direct matcher is tested against.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from shield.determinize import Matcher
 from shield.errors import CompileError, SpecSyntaxError
+from shield.expand import expand
+from shield.letters import letter_matcher
 from shield.limits import CompileLimits
-from shield.normalize import letter_gap, letter_unit
+from shield.normalize import (
+    COMBINING_MARKS,
+    SEPARATORS,
+    ZERO_WIDTH,
+    letter_gap,
+    letter_set,
+    letter_unit,
+)
 from shield.rules import MatchOptions
-from shield.syntax import NOT_AFTER_WORD_MASK, NOT_BEFORE_WORD_MASK, Alt, Assert, Concat, Node
+from shield.syntax import (
+    NOT_AFTER_WORD_MASK,
+    NOT_BEFORE_WORD_MASK,
+    Alt,
+    Assert,
+    CharSet,
+    Concat,
+    Node,
+)
 
-__all__ = ["check_words", "words_pattern"]
+__all__ = ["check_words", "words_matcher", "words_pattern"]
 
 
 def check_words(words: Sequence[str], limits: CompileLimits, *, what: str) -> tuple[str, ...]:
@@ -63,6 +84,51 @@ def check_words(words: Sequence[str], limits: CompileLimits, *, what: str) -> tu
                 "distinct prefixes; split it into several rules or raise CompileLimits.max_dfa_states"
             )
     return unique
+
+
+def _points(chars: CharSet) -> frozenset[int]:
+    return frozenset(cp for lo, hi in chars.ranges for cp in range(lo, hi + 1))
+
+
+def words_matcher(
+    words: Sequence[str], match: MatchOptions, limits: CompileLimits, *, what: str
+) -> Matcher:
+    """The matcher DFA of a word list, built directly (no subset construction over bytes).
+
+    Args:
+        words: validated words (see :func:`check_words`).
+        match: case folding, whole-word matching and normalisations.
+        limits: ``max_dfa_states`` bounds the letter-level and the byte-level automaton.
+        what: names the rule in error messages.
+
+    Returns:
+        The matcher, equivalent to determinising :func:`words_pattern`.
+
+    Raises:
+        CompileError: a state limit is exceeded.
+    """
+    norm = match.normalize
+    sets = {
+        c: _points(letter_set(c, norm, match.case_insensitive)) for c in sorted(set("".join(words)))
+    }
+    none: frozenset[int] = frozenset()
+    gaps = (
+        frozenset(map(ord, ZERO_WIDTH)) if "zero_width" in norm else none,
+        frozenset(map(ord, SEPARATORS)) if "separators" in norm else none,
+        _points(COMBINING_MARKS) if "diacritics" in norm else none,
+    )
+    letters, atoms = letter_matcher(
+        words,
+        sets,
+        gaps,
+        repeats="repeats" in norm,
+        whole_word=match.whole_word,
+        max_states=limits.max_dfa_states,
+        max_cells=limits.max_table_cells,
+        max_seconds=limits.max_rule_seconds,
+        what=what,
+    )
+    return expand(letters, atoms, max_states=limits.max_dfa_states, what=what)
 
 
 def words_pattern(words: Sequence[str], match: MatchOptions) -> Node:

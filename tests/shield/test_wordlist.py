@@ -78,3 +78,29 @@ def test_word_list_validation() -> None:
         check_words(("a", ""), CompileLimits(), what="rule w")
     with pytest.raises(CompileError, match="max_words"):
         check_words(("a", "b", "c"), CompileLimits(max_words=2), what="rule w")
+
+
+_NORMS = sorted(ALL)
+
+
+@given(
+    st.lists(st.text(alphabet="abis1 \u0430", min_size=1, max_size=4), min_size=1, max_size=5),
+    st.sets(st.sampled_from(_NORMS), max_size=3),
+    st.booleans(),
+    st.booleans(),
+)
+@settings(max_examples=40, deadline=None)
+def test_direct_matcher_equals_subset_construction(words, norms, ci, ww) -> None:  # type: ignore[no-untyped-def]
+    from shield.determinize import determinize
+    from shield.dfa import product
+    from shield.nfa import build_nfa
+    from shield.rules import MatchOptions
+    from shield.wordlist import words_matcher, words_pattern
+
+    match = MatchOptions(case_insensitive=ci, whole_word=ww, normalize=frozenset(norms))
+    limits = CompileLimits()
+    unique = tuple(dict.fromkeys(words))
+    direct = words_matcher(unique, match, limits, what="w").dfa
+    reference = determinize(build_nfa(words_pattern(unique, match), limits), limits, what="w").dfa
+    differ = product([direct, reference], lambda acc: acc[0] != acc[1], max_states=100_000)
+    assert not differ.accepting.any()
