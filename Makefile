@@ -28,8 +28,8 @@ demo: setup
 		--prefill "You stupid"
 
 lint: setup
-	$(BIN)/ruff check shield specs decoders tests bench
-	$(BIN)/ruff format --check shield specs decoders tests bench
+	$(BIN)/ruff check shield specs decoders proofs tests bench
+	$(BIN)/ruff format --check shield specs decoders proofs tests bench
 
 typecheck: setup
 	$(BIN)/mypy

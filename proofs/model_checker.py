@@ -59,7 +59,7 @@ class Report:
     problems: tuple[str, ...]
 
 
-def _machine(instance: Instance) -> tuple[Machine, object]:
+def _machine(instance: Instance) -> tuple[Machine, shield.Shield]:
     from shield.judge import Judge
 
     spec = SimpleNamespace(name="model-check", rules=instance.rules, policy=instance.policy)

@@ -121,9 +121,16 @@ def trap_states(dfa: DFA) -> list[int]:
     graph = dfa_graph(dfa)
     safe = graph.subgraph([s for s in graph if not dfa.accepting[s]])
     end_ok = [s for s in safe if not dfa.accepting[dfa.step(s, END)]]
+    # One backward search from every state where the text may end (linear in the graph; one
+    # ancestors() call per state would be quadratic on lists of thousands of words).
     can_finish: set[int] = set(end_ok)
-    for s in end_ok:
-        can_finish |= nx.ancestors(safe, s)
+    frontier = list(end_ok)
+    while frontier:  # each state enters the frontier at most once
+        state = frontier.pop()
+        for before in safe.predecessors(state):
+            if before not in can_finish:
+                can_finish.add(before)
+                frontier.append(before)
     return sorted(s for s in safe if s not in can_finish)
 
 

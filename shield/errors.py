@@ -11,6 +11,7 @@ __all__ = [
     "ClassifierError",
     "CompileError",
     "DecoderError",
+    "EvaluationError",
     "ModelLoadError",
     "ShieldError",
     "SpecError",
@@ -73,6 +74,10 @@ class ClassifierError(ShieldError):
 
 class DecoderError(ShieldError):
     """A decoder was called with inputs outside its contract (shapes, lengths, settings)."""
+
+
+class EvaluationError(ShieldError):
+    """An evaluation's input (prompt file, options, output directory) is unusable."""
 
 
 class ModelLoadError(ShieldError):

@@ -14,9 +14,9 @@ from shield.errors import DecoderError
 
 __all__ = [
     "FINISH_REASONS",
-    "FinishReason",
     "STRATEGIES",
     "Event",
+    "FinishReason",
     "GenerationResult",
     "GenerationStats",
     "TextStream",

@@ -18,7 +18,7 @@ from shield.errors import ShieldError
 
 __all__ = ["main"]
 
-_SUBCOMMANDS = ("check", "scan", "generate")
+_SUBCOMMANDS = ("check", "scan", "generate", "eval")
 
 
 def _build_parser() -> argparse.ArgumentParser:

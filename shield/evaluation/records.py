@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shield.errors import ShieldError
+from shield.errors import EvaluationError
 
 __all__ = [
     "STRATEGIES",
@@ -32,10 +32,6 @@ __all__ = [
 
 #: The strategies of design §1, in the order they are run and reported.
 STRATEGIES: tuple[str, ...] = ("none", "mask", "reset", "backtrack")
-
-
-class EvaluationError(ShieldError):
-    """An evaluation's input (prompt file, options, output directory) is unusable."""
 
 
 @dataclass(frozen=True, kw_only=True)
