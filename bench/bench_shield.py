@@ -212,9 +212,9 @@ def main() -> None:
 
 
 def _to_unicode(data: bytes) -> str:
-    from shield.lifting import _unicode_to_byte
+    from shield.lifting import unicode_to_byte
 
-    inverse = {b: c for c, b in _unicode_to_byte().items()}
+    inverse = {b: c for c, b in unicode_to_byte().items()}
     return "".join(inverse[b] for b in data)
 
 

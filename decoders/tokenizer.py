@@ -19,6 +19,7 @@ from functools import cached_property
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers
 
+from shield import lifting
 from shield.errors import ModelLoadError
 
 __all__ = ["Tokenizer", "tokenizer_json_from_gguf"]
@@ -26,19 +27,6 @@ __all__ = ["Tokenizer", "tokenizer_json_from_gguf"]
 #: GGUF token type of control (special) tokens.
 _CONTROL = 3
 _SYSTEM = re.compile(r"<\|im_start\|>system(?:\n|\\n)(.*?)<\|im_end\|>", re.DOTALL)
-
-
-def _gpt2_byte_decoder() -> dict[str, int]:
-    # The GPT-2 map from the printable stand-in characters of byte-level BPE back to bytes.
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    chars = list(printable)
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(printable, chars, strict=True)}
 
 
 def tokenizer_json_from_gguf(
@@ -136,17 +124,12 @@ class Tokenizer:
 
     @cached_property
     def token_bytes(self) -> tuple[bytes, ...]:
-        """The UTF-8 bytes each id stands for (special tokens: their literal text)."""
-        table = _gpt2_byte_decoder()
-        vocab = self._tok.get_vocab(with_added_tokens=True)
-        special = {t.content for t in self._tok.get_added_tokens_decoder().values() if t.special}
-        out = [b""] * self.vocab_size
-        for token, index in vocab.items():
-            if token in special or any(ch not in table for ch in token):
-                out[index] = token.encode("utf-8")
-            else:
-                out[index] = bytes(table[ch] for ch in token)
-        return tuple(out)
+        """The UTF-8 bytes each id stands for; special tokens (no text) have none.
+
+        The same reading of the vocabulary as :func:`shield.lifting.token_bytes`, which the shield
+        lifts its automata with.
+        """
+        return lifting.token_bytes(self._tok)[0]
 
     def render_chat(
         self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True

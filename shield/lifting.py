@@ -26,13 +26,18 @@ from shield.errors import ModelLoadError
 if TYPE_CHECKING:
     from shield.monitor import Shield
 
-__all__ = ["TokenShield", "byte_level_decode", "token_bytes"]
+__all__ = [
+    "TokenShield",
+    "byte_level_decode",
+    "token_bytes",
+    "unicode_to_byte",
+]
 
 _CACHE_ROWS = 4096
 
 
 @cache
-def _unicode_to_byte() -> dict[str, int]:
+def unicode_to_byte() -> dict[str, int]:
     """Inverse of GPT-2's byte-to-unicode map (printable bytes map to themselves)."""
     keep = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
     chars = list(keep)
@@ -57,7 +62,7 @@ def byte_level_decode(token: str) -> bytes:
     Raises:
         ModelLoadError: a character is outside the byte-level alphabet.
     """
-    table = _unicode_to_byte()
+    table = unicode_to_byte()
     try:
         return bytes(table[c] for c in token)
     except KeyError as error:

@@ -112,7 +112,7 @@ def model_backend(config: EvalConfig, compiled: Any = None) -> Backend:
             )
         else:
             if "judge" not in judges:
-                judges["judge"] = Judge(compiled, compiled.lift(tokenizer.token_bytes))
+                judges["judge"] = decoders.judge_for(compiled, tokenizer)
             results = generate_shielded(
                 model,
                 tokenizer,

@@ -17,7 +17,8 @@ from decoders.loading import Model, load_model
 from decoders.model import init_params
 from decoders.state import DecodeState, init_state
 from decoders.step import prefill
-from decoders.tokenizer import Tokenizer, _gpt2_byte_decoder, tokenizer_json_from_gguf
+from decoders.tokenizer import Tokenizer, tokenizer_json_from_gguf
+from shield.lifting import unicode_to_byte
 
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 TEMPLATE = (
@@ -31,7 +32,7 @@ MERGES = ("Ġ t", "h e", "Ġt he", "l l", "o r")
 
 def tiny_vocabulary() -> tuple[list[str], list[str], list[int]]:
     """Specials, the 256 byte symbols, then one token per merge (GGUF metadata form)."""
-    byte_symbols = sorted(_gpt2_byte_decoder(), key=lambda ch: _gpt2_byte_decoder()[ch])
+    byte_symbols = sorted(unicode_to_byte(), key=lambda ch: unicode_to_byte()[ch])
     merged = ["".join(m.split(" ")) for m in MERGES]
     tokens = [*SPECIALS, *byte_symbols, *merged]
     types = [3] * len(SPECIALS) + [1] * (len(tokens) - len(SPECIALS))
