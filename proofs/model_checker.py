@@ -6,8 +6,8 @@ behaviour of every possible model at once — adversarial ones included — on s
 vocabulary of a few one-byte tokens plus EOS, small specs, small bounds. The configurations and
 transitions form a directed graph (networkx); the checks are the theorems of ``proofs/``:
 
-* termination: the graph is acyclic and every sink is a finished generation, reached within
-  ``max_new_tokens + max_discarded_tokens`` model steps;
+* termination: the graph is acyclic and every sink is a finished generation, reached after at
+  most ``len(prefill) + max_new_tokens + max_discarded_tokens`` produced tokens;
 * bounded rollback: every rollback event discards at most ``max_rollback_tokens`` tokens and never
   goes before the response;
 * soundness: every finished text (``eos``, ``length``, ``budget``) passes the spec as a finished
@@ -131,15 +131,18 @@ def check(instance: Instance, max_nodes: int = 200_000) -> Report:
     if not nx.is_directed_acyclic_graph(graph):
         problems.append("termination: the configuration graph has a cycle")
     policy = instance.policy
-    step_bound = instance.max_new_tokens + policy.max_discarded_tokens
+    step_bound = len(instance.prefill) + instance.max_new_tokens + policy.max_discarded_tokens
     finished = [node for node in graph if isinstance(node, Finished)]
     for node in graph:
         if graph.out_degree(node) == 0 and not isinstance(node, Finished):
             problems.append(f"termination: stuck configuration {node.kept}")
     for done in finished:
         config = done.config
-        if config.steps > step_bound:
-            problems.append(f"termination: {config.steps} steps > {step_bound} for {done.tokens}")
+        produced = config.steps + config.forced
+        if produced > step_bound or (not instance.prefill and config.steps > step_bound):
+            problems.append(
+                f"termination: {produced} tokens produced > {step_bound} for {done.tokens}"
+            )
         for event in config.events:
             within = (
                 event.to_token >= 0

@@ -105,8 +105,15 @@ def test_steps_within_bound_and_returned_text_is_safe(
     )
     stats = result.stats
     assert result.finish_reason in ("eos", "length", "budget", "refused")
-    # Termination: model steps within N + B.
-    assert stats.generated_tokens <= max_new + policy.max_discarded_tokens
+    # Termination: tokens produced (sampled + forced) within len(prefill) + N + B.
+    produced = (
+        stats.kept_tokens + stats.discarded_tokens if result.finish_reason != "refused" else None
+    )
+    assert stats.generated_tokens <= len(prefill) + max_new + policy.max_discarded_tokens
+    if produced is not None:
+        assert produced <= len(prefill) + max_new + policy.max_discarded_tokens
+    if not prefill:
+        assert stats.generated_tokens <= max_new + policy.max_discarded_tokens
     assert (
         stats.kept_tokens == len(result.tokens) <= len(prefill) + max_new
         or result.finish_reason == "refused"
