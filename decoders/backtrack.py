@@ -80,7 +80,7 @@ class LoopConfig:
     sentence_windows: bool = False
     window_tokens: int = 0
     max_bans: int = 4
-    patience: int = 4
+    patience: int = 1
 
 
 @struct.dataclass(frozen=True, kw_only=True)

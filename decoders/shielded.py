@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import cast
 
@@ -33,7 +34,7 @@ from decoders.generate import prepare
 from decoders.loading import Model
 from decoders.sampling import SamplingConfig
 from decoders.sharding import batch_mesh, replicate
-from decoders.shield_tables import shield_tables
+from decoders.shield_tables import ShieldTables, shield_tables
 from decoders.state import FINISH_EOS, FINISH_LENGTH, RUNNING, finish, rewind
 from decoders.tokenizer import Tokenizer
 from shield.backtrack import RowTrace
@@ -93,10 +94,13 @@ class _Host:
     def __init__(self, machine: Machine) -> None:
         self.machine = machine
 
-    def config(self, row: _Row, kept: Sequence[int]) -> Config:
+    def config(
+        self, row: _Row, kept: Sequence[int], states: Sequence[MonitorState] | None = None
+    ) -> Config:
+        """The reference configuration of a row; ``states`` from the device history when given."""
         return Config(
             kept=tuple(kept),
-            states=_states_along(self.machine.judge, kept),
+            states=tuple(states) if states is not None else _states_along(self.machine.judge, kept),
             trace=row.trace,
             attempt=row.attempt,
             repair_until=row.repair_until,
@@ -105,9 +109,9 @@ class _Host:
             released=row.released,
         )
 
-    def release(self, row: _Row, kept: Sequence[int]) -> None:
+    def release(self, row: _Row, kept: Sequence[int], states: Sequence[MonitorState]) -> None:
         """Advance the row's released prefix (see :meth:`shield.reference.Machine.release`)."""
-        row.released = self.machine.release(self.config(row, kept)).released
+        row.released = self.machine.release(self.config(row, kept, states)).released
 
     def settle(
         self, row: _Row, before: Config, after: Config | Finished, *, appended: bool
@@ -143,18 +147,26 @@ class _Host:
             repair_until=after.repair_until,
         )
 
-    def on_event(self, row: _Row, event: int, kept: list[int], rejected: int) -> _Decision:
+    def on_event(
+        self,
+        row: _Row,
+        event: int,
+        kept: list[int],
+        rejected: int,
+        states: Sequence[MonitorState],
+    ) -> _Decision:
+        """Replay the event as a reference transition; ``states[i]`` is the state after ``kept[:i]``."""
         machine = self.machine
         if event == EVENT_STUCK:
-            before = self.config(row, kept)
+            before = self.config(row, kept, states)
             return self.settle(row, before, machine.stuck(before), appended=False)
         if event in (EVENT_VIOLATION, EVENT_EOS):
-            before = self.config(row, kept)
+            before = self.config(row, kept, states)
             return self.settle(
                 row, before, machine.read(before, rejected, forced=False), appended=False
             )
         if event in (EVENT_WINDOW, EVENT_LENGTH):
-            before = self.config(row, kept[:-1])
+            before = self.config(row, kept[:-1], states[:-1])
             after = machine.read(before, kept[-1], forced=False)
             if event == EVENT_LENGTH and isinstance(after, Config):
                 after = machine.end(after)
@@ -215,6 +227,21 @@ def _apply(state, carry, decisions: dict[int, _Decision], starts: np.ndarray, ma
         repair_until=jnp.asarray(repair),
     )
     return state, carry
+
+
+# Device tables per judge, built once (a judge is immutable) and dropped with the judge.
+_TABLES: weakref.WeakKeyDictionary[Judge, dict[tuple[int, tuple[int, ...]], ShieldTables]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _device_tables(judge: Judge, vocab_size: int, eos_ids: tuple[int, ...]) -> ShieldTables:
+    """The judge's device tables for a vocabulary size and EOS ids, built on first use."""
+    per_judge = _TABLES.setdefault(judge, {})
+    key = (vocab_size, eos_ids)
+    if key not in per_judge:
+        per_judge[key] = shield_tables(judge.tables, vocab_size, judge.never(eos_ids))
+    return per_judge[key]
 
 
 def _bucket(needed: int, minimum: int = 64) -> int:
@@ -303,7 +330,7 @@ def generate_shielded(
     state = prepared.state
     batch, slots = state.batch_size, state.max_slots
     forced = tokenizer.encode(prefill, add_bos=False) if prefill else []
-    tables = shield_tables(judge.tables, config.vocab_size, judge.never(config.eos_token_ids))
+    tables = _device_tables(judge, config.vocab_size, config.eos_token_ids)
     rules = judge.classifier_rules
     window_sizes = {
         rule.window_tokens for rule in rules if rule.scope == "window" and rule.window_tokens
@@ -352,7 +379,7 @@ def generate_shielded(
     for _ in range(rounds):
         finish_codes, events = jax.device_get((state.finish, carry.event))
         if streams:
-            _release(host, rows, streams, state, finish_codes, starts)
+            _release(host, rows, streams, state, carry, finish_codes, starts)
         if bool((finish_codes != RUNNING).all()):
             break
         waiting = [
@@ -378,16 +405,21 @@ def generate_shielded(
     return results
 
 
+def _monitor_states(history: np.ndarray, start: int, cursor: int) -> list[MonitorState]:
+    """The monitor states after each prefix of a row's response, read from the device history."""
+    return [tuple(int(s) for s in column) for column in history[start : cursor + 1]]
+
+
 def _release(
-    host: _Host, rows: list[_Row], streams: list[TextStream], state, finish_codes, starts
+    host: _Host, rows: list[_Row], streams: list[TextStream], state, carry, finish_codes, starts
 ) -> None:  # type: ignore[no-untyped-def]
     """Stream, for every running row, the text that can no longer be rolled back."""
-    tokens, cursors = jax.device_get((state.tokens, state.cursor))
+    tokens, cursors, history = jax.device_get((state.tokens, state.cursor, carry.history))
     for b, text_stream in enumerate(streams):
         if finish_codes[b] != RUNNING:
             continue
         kept = [int(t) for t in tokens[b, starts[b] : cursors[b]]]
-        host.release(rows[b], kept)
+        host.release(rows[b], kept, _monitor_states(history[b], starts[b], cursors[b]))
         text_stream.update(host.machine.judge.detokenize(kept[: rows[b].released]))
 
 
@@ -400,9 +432,9 @@ def _answer(
     starts: np.ndarray,
     max_bans: int,
 ):  # type: ignore[no-untyped-def]
-    tokens, cursors = jax.device_get((state.tokens, state.cursor))
-    rejected = np.asarray(jax.device_get(carry.rejected))
-    events = np.asarray(jax.device_get(carry.event))
+    tokens, cursors, history, rejected, events = jax.device_get(
+        (state.tokens, state.cursor, carry.history, carry.rejected, carry.event)
+    )
     judge = host.machine.judge
     kept_rows = {b: [int(t) for t in tokens[b, starts[b] : cursors[b]]] for b in waiting}
     # Classifier windows of every waiting row are scored in one batch per rule.
@@ -415,7 +447,8 @@ def _answer(
     judge.prefetch(windows)
     decisions = {}
     for b, kept in kept_rows.items():
-        decisions[b] = host.on_event(rows[b], int(events[b]), kept, int(rejected[b]))
+        states = _monitor_states(history[b], starts[b], cursors[b])
+        decisions[b] = host.on_event(rows[b], int(events[b]), kept, int(rejected[b]), states)
     judge.forget()
     return _apply(state, carry, decisions, starts, max_bans)
 
