@@ -28,10 +28,9 @@ import specs
 from decoders import load_model
 from decoders.config import DecodeConfig
 from decoders.generate import generate_plain
-from decoders.shielded import generate_shielded
+from decoders.shielded import generate_shielded, judge_for
 from decoders.state import init_state, rewind
 from decoders.step import decode_logits, prefill
-from shield.judge import Judge
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_PROMPTS = ROOT.parent / "shared" / "data" / "rtp_challenging_dev.jsonl"
@@ -57,21 +56,32 @@ def overhead(model, tokenizer, judge, runs: int, new_tokens: int) -> None:  # ty
     clean = all(s.stats.rollbacks == 0 for s in shielded)
     _row("identical tokens (transparency)", str(same), "True", "PASS" if same else "MISS")
     _row("no rollbacks on these prompts", str(clean))
-    plain_rates, shielded_rates = [], []
-    for _ in range(runs):
-        for name, rates in (("none", plain_rates), ("backtrack", shielded_rates)):
+    plain_rates, shielded_rates, ratios = [], [], []
+    for run in range(runs):
+        # Alternate which goes first, so drifts in machine load hit both sides alike.
+        order = ("none", "backtrack") if run % 2 == 0 else ("backtrack", "none")
+        pair = {}
+        for name in order:
             began = time.perf_counter()
             if name == "none":
                 results = generate_plain(model, tokenizer, BENIGN, **kwargs)
             else:
                 results = generate_shielded(model, tokenizer, BENIGN, judge=judge, **kwargs)
             tokens = sum(r.stats.generated_tokens for r in results)
-            rates.append(tokens / (time.perf_counter() - began))
+            pair[name] = tokens / (time.perf_counter() - began)
+        plain_rates.append(pair["none"])
+        shielded_rates.append(pair["backtrack"])
+        ratios.append(pair["backtrack"] / pair["none"])
     none_rate, back_rate = statistics.median(plain_rates), statistics.median(shielded_rates)
-    cost = 1.0 - back_rate / none_rate
+    cost = 1.0 - statistics.median(ratios)
     _row("none tokens/s (median)", f"{none_rate:.1f}")
     _row("backtrack tokens/s (median)", f"{back_rate:.1f}")
-    _row("overhead", f"{100 * cost:+.1f} %", "< 3 % (aim 1 %)", "PASS" if cost < 0.03 else "MISS")
+    _row(
+        f"overhead (median of {runs} paired runs)",
+        f"{100 * cost:+.1f} %",
+        "< 3 % (aim 1 %)",
+        "PASS" if cost < 0.03 else "MISS",
+    )
 
 
 def rewind_cost(model, runs: int) -> None:  # type: ignore[no-untyped-def]
@@ -172,15 +182,29 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="fewer runs and prompts (a smoke test)"
     )
+    parser.add_argument(
+        "--only", choices=("overhead", "rewind", "discarded"), help="run one of the three parts"
+    )
+    parser.add_argument("--new-tokens", type=int, default=32, help="N for part 3 (default 32)")
     args = parser.parse_args()
-    runs = 2 if args.quick else 5
+    runs = 2 if args.quick else 9
     model, tokenizer = load_model()
     compiled = shield.compile(specs.load(ROOT / "specs" / "library" / "toxicity.toml"))
-    judge = Judge(compiled, compiled.lift(tokenizer.token_bytes))
+    judge = judge_for(compiled, tokenizer)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; SmolLM2-135M float32")
-    overhead(model, tokenizer, judge, runs, 32 if args.quick else 64)
-    rewind_cost(model, runs)
-    discarded(model, tokenizer, judge, 8 if args.quick else 40, 1 if args.quick else 2, 32)
+    if args.only in (None, "overhead"):
+        overhead(model, tokenizer, judge, runs, 32 if args.quick else 64)
+    if args.only in (None, "rewind"):
+        rewind_cost(model, runs)
+    if args.only in (None, "discarded"):
+        discarded(
+            model,
+            tokenizer,
+            judge,
+            8 if args.quick else 40,
+            1 if args.quick else 2,
+            args.new_tokens,
+        )
 
 
 if __name__ == "__main__":

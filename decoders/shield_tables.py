@@ -107,7 +107,9 @@ def walk_tokens(tables: ShieldTables, states: Array, tokens: Array) -> Array:
         nxt = tables.transitions[component, current, symbol]  # [B, C]
         return jnp.where((i < lengths)[:, None], nxt, current)
 
-    return jax.lax.fori_loop(0, rows.shape[1], body, states)
+    # Only as many byte steps as the longest sampled token needs (a traced bound: most tokens are
+    # a few bytes long, the longest in a vocabulary can be dozens).
+    return jax.lax.fori_loop(0, jnp.max(lengths), body, states)
 
 
 def end_step(tables: ShieldTables, states: Array) -> Array:

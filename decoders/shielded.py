@@ -390,8 +390,9 @@ def generate_shielded(
             continue
         cursors = np.asarray(jax.device_get(state.cursor))
         top = int(cursors[finish_codes == RUNNING].max())
-        window = min(_bucket(top + chunk), slots)
-        steps = max(1, min(chunk, window - top))
+        # The smallest power-of-two attention window that covers the chunk, as plain decoding picks.
+        window = min(_bucket(top + chunk - 1), slots)
+        steps = max(1, min(chunk, window - top + 1))
         state, carry, _ = shielded_loop(
             params, config, sampling, loop, tables, state, carry, jnp.int32(steps), window=window
         )
