@@ -20,6 +20,7 @@ from jax.sharding import Mesh
 
 from decoders.config import DecodeConfig
 from decoders.loading import Model
+from decoders.model import Params
 from decoders.sampling import SamplingConfig
 from decoders.sharding import batch_mesh, replicate, shard_state
 from decoders.state import FINISH_CACHE_FULL, FINISH_EOS, FINISH_LENGTH, DecodeState, finish
@@ -38,6 +39,7 @@ __all__ = [
     "collect",
     "generate_plain",
     "prepare",
+    "prepare_run",
 ]
 
 #: JSON names of the finish codes (strategies add ``budget`` and ``refused``).
@@ -130,6 +132,33 @@ def prepare(
     return Prepared(
         state=state, decode_config=decode_config, rows=len(prompts), limit=limit, mesh=mesh
     )
+
+
+def prepare_run(
+    model: Model,
+    tokenizer: Tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float | None,
+    top_k: int | None,
+    seed: int | Sequence[int],
+    chat: bool,
+    prefill: str | None,
+    max_slots: int | None,
+    mesh: Mesh | bool | None,
+) -> tuple[SamplingConfig, Prepared, Params]:
+    """What every decoding path needs first: the sampling rule, the prefilled batch, the weights
+    (replicated over the mesh when there is one). See :func:`generate_plain` for the arguments."""
+    sampling = SamplingConfig(temperature=temperature, top_p=top_p, top_k=top_k)
+    chosen = batch_mesh() if mesh is True else (mesh or None)
+    prepared = prepare(
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed, chat=chat,
+        prefill=prefill, max_slots=max_slots, mesh=chosen,
+    )  # fmt: skip
+    params = model.params if chosen is None else replicate(model.params, chosen)
+    return sampling, prepared, params
 
 
 def _stop_cut(tokenizer: Tokenizer, ids: list[int], stop: Sequence[str]) -> int | None:
@@ -233,20 +262,11 @@ def generate_plain(
         >>> [r.text for r in generate(model, tok, ["Hi"], max_new_tokens=8, temperature=0)]  # doctest: +SKIP
     """
     began = time.perf_counter()
-    sampling = SamplingConfig(temperature=temperature, top_p=top_p, top_k=top_k)
-    chosen = batch_mesh() if mesh is True else (mesh or None)
-    prepared = prepare(
-        model,
-        tokenizer,
-        prompts,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        chat=chat,
-        prefill=prefill,
-        max_slots=max_slots,
-        mesh=chosen,
-    )
-    params = model.params if chosen is None else replicate(model.params, chosen)
+    sampling, prepared, params = prepare_run(
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+        top_p=top_p, top_k=top_k, seed=seed, chat=chat, prefill=prefill, max_slots=max_slots,
+        mesh=mesh,
+    )  # fmt: skip
     stops = tuple(stop or ())
     released = [0] * prepared.rows  # characters of each response already streamed
 

@@ -30,10 +30,8 @@ from decoders.backtrack import (
     init_carry,
     shielded_loop,
 )
-from decoders.generate import prepare
+from decoders.generate import prepare_run
 from decoders.loading import Model
-from decoders.sampling import SamplingConfig
-from decoders.sharding import batch_mesh, replicate
 from decoders.shield_tables import ShieldTables, shield_tables
 from decoders.state import FINISH_EOS, FINISH_LENGTH, RUNNING, finish, rewind
 from decoders.tokenizer import Tokenizer
@@ -312,20 +310,11 @@ def generate_shielded(
         )
     began = time.perf_counter()
     policy = judge.policy
-    sampling = SamplingConfig(temperature=temperature, top_p=top_p, top_k=top_k)
-    chosen = batch_mesh() if mesh is True else (mesh or None)
-    prepared = prepare(
-        model,
-        tokenizer,
-        prompts,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        chat=chat,
-        prefill=prefill,
-        max_slots=max_slots,
-        mesh=chosen,  # type: ignore[arg-type]
-    )
-    params = model.params if chosen is None else replicate(model.params, chosen)  # type: ignore[arg-type]
+    sampling, prepared, params = prepare_run(
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+        top_p=top_p, top_k=top_k, seed=seed, chat=chat, prefill=prefill, max_slots=max_slots,
+        mesh=mesh,  # type: ignore[arg-type]
+    )  # fmt: skip
     config = model.config
     state = prepared.state
     batch, slots = state.batch_size, state.max_slots

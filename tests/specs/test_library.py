@@ -11,15 +11,11 @@ import string
 
 import pytest
 
-import shield
 import specs
 from shield.errors import SpecError
 from shield.rules import NORMALIZATIONS, ClassifierRule, RegexRule, WordsRule
 
 _WORD = r"A-Za-z0-9_\u0080-\U0010ffff"  # word characters: ASCII word bytes and any non-ASCII
-needs_compiler = pytest.mark.skipif(
-    not hasattr(shield, "compile"), reason="shield.compile not built yet"
-)
 
 
 def _reference(rule: RegexRule) -> re.Pattern[str]:
@@ -159,25 +155,21 @@ def test_secrets_reference_true_negatives(text: str) -> None:
     assert _reference_hits("secrets", text) == set()
 
 
-@needs_compiler
 @pytest.mark.parametrize(("text", "rule_id"), PII_POSITIVE)
 def test_pii_shield_agrees_on_positives(text: str, rule_id: str) -> None:
     assert _shield_hits("pii", text) == _reference_hits("pii", text)
 
 
-@needs_compiler
 @pytest.mark.parametrize("text", PII_NEGATIVE)
 def test_pii_shield_agrees_on_negatives(text: str) -> None:
     assert _shield_hits("pii", text) == set()
 
 
-@needs_compiler
 @pytest.mark.parametrize(("text", "rule_id"), SECRETS_POSITIVE)
 def test_secrets_shield_agrees_on_positives(text: str, rule_id: str) -> None:
     assert _shield_hits("secrets", text) == {rule_id}
 
 
-@needs_compiler
 @pytest.mark.parametrize("text", SECRETS_NEGATIVE)
 def test_secrets_shield_agrees_on_negatives(text: str) -> None:
     assert _shield_hits("secrets", text) == set()
@@ -200,13 +192,11 @@ CLEAN = [
 ]
 
 
-@needs_compiler
 @pytest.mark.parametrize("text", TOXIC)
 def test_toxicity_catches_obfuscated_profanity(text: str) -> None:
     assert _shield_hits("toxicity", text) & {"profanity", "profanity-obfuscated"}
 
 
-@needs_compiler
 @pytest.mark.parametrize("text", CLEAN)
 def test_toxicity_passes_clean_text(text: str) -> None:
     assert _shield_hits("toxicity", text) == set()
