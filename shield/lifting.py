@@ -22,6 +22,7 @@ import numpy as np
 
 from shield.alphabet import END, N_SYMBOLS
 from shield.errors import ModelLoadError
+from shield.merge import Component, merge_components
 
 if TYPE_CHECKING:
     from shield.monitor import Shield
@@ -122,7 +123,8 @@ class TokenShield:
     """The shield's automata lifted onto a vocabulary, as numpy tables.
 
     Attributes:
-        rule_ids: the automaton rules, one per component.
+        rule_ids: the automaton rules of each component (``"a+b"`` when small rules were merged
+            into one table, see :mod:`shield.merge`).
         byte_transitions: int32 [C, S_max, 257]; rows past a component's size are padding
             (self-loops); byte 256 is END.
         violating: bool [C, S_max].
@@ -195,27 +197,39 @@ class TokenShield:
             raise ModelLoadError(
                 f"need one special flag per token and at least one token; got {len(flags)} and {len(tokens)}"
             )
-        sizes = [r.dfa.n_states for r in shield.compiled] or [1]
-        c, s_max = len(shield.compiled), max(sizes)
+        # Small rules share one table (see shield.merge): fewer walks per token and per row.
+        components = merge_components(
+            [
+                Component(
+                    rule_ids=(r.rule_id,),
+                    table=r.dfa.byte_table().astype(np.int32),
+                    violating=np.asarray(r.dfa.accepting, dtype=bool),
+                    initial=int(r.dfa.initial),
+                )
+                for r in shield.compiled
+            ]
+        )
+        sizes = [comp.table.shape[0] for comp in components] or [1]
+        c, s_max = len(components), max(sizes)
         table = np.tile(np.arange(s_max, dtype=np.int32)[None, :, None], (c, 1, N_SYMBOLS))
         violating = np.zeros((c, s_max), dtype=bool)
-        for i, rule in enumerate(shield.compiled):
-            table[i, : rule.dfa.n_states] = rule.dfa.byte_table()
-            violating[i, : rule.dfa.n_states] = rule.dfa.accepting
+        for i, comp in enumerate(components):
+            table[i, : sizes[i]] = comp.table
+            violating[i, : sizes[i]] = comp.violating
         lengths = np.array([len(t) for t in tokens], dtype=np.int32)
         matrix = np.zeros((len(tokens), max(1, int(lengths.max()))), dtype=np.int32)
         for v, t in enumerate(tokens):
             matrix[v, : len(t)] = np.frombuffer(t, dtype=np.uint8)
         return TokenShield(
-            rule_ids=tuple(r.rule_id for r in shield.compiled),
+            rule_ids=tuple("+".join(comp.rule_ids) for comp in components),
             byte_transitions=table,
             violating=violating,
-            initial=np.array([r.dfa.initial for r in shield.compiled], dtype=np.int32),
+            initial=np.array([comp.initial for comp in components], dtype=np.int32),
             token_matrix=matrix,
             token_lengths=lengths,
             special=np.array(flags, dtype=bool),
             token_bytes=tokens,
-            state_counts=np.array([r.dfa.n_states for r in shield.compiled], dtype=np.int32),
+            state_counts=np.array([comp.table.shape[0] for comp in components], dtype=np.int32),
         )
 
     def step_token(self, states: np.ndarray, token_id: int) -> np.ndarray:
