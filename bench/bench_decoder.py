@@ -1,8 +1,11 @@
-"""Decoder benchmark: our JAX decoder vs transformers + torch on the bundled SmolLM2 GGUF.
+"""Decoder benchmark: our JAX decoder (dense float32 and int8 weights) vs transformers + torch on
+the bundled SmolLM2 GGUF.
 
 Run: ``python -m bench.bench_decoder [--repeats N] [--quick]``. Each side runs in its own
-subprocess (so peak memory is its own); every throughput is the median of ``--repeats`` runs after
-a warm-up (compilation excluded). Prints each number with its target and PASS/MISS.
+subprocess, one after the other (so peak memory is its own): first a cold then a warm load into a
+fresh cache directory, then our dense and int8 decoders (each loading warm from that cache), then
+the reference. Every throughput is the median of ``--repeats`` runs after a warm-up (compilation
+excluded). Prints each number with its target and PASS/MISS.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 
 PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle. " * 3
 BANDWIDTH_GBPS = 11.0  # measured memory read bandwidth of the benchmark machine (orientation)
+SIDES = ("load", "dense", "int8", "reference")
 
 
 def _median(values: list[float]) -> float:
@@ -30,8 +34,24 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def ours(repeats: int, quick: bool) -> dict[str, float]:
-    """Measure our decoder; returns named numbers."""
+def loads() -> dict[str, float]:
+    """Cold then warm load time, into the cache directory of ``$SHIELD_CACHE_DIR``."""
+    import decoders
+    from decoders.native import build_kernel
+
+    out: dict[str, float] = {}
+    began = time.perf_counter()
+    decoders.load_model()
+    out["load_cold_s"] = time.perf_counter() - began
+    began = time.perf_counter()
+    decoders.load_model()
+    out["load_warm_s"] = time.perf_counter() - began
+    build_kernel()  # once per cache directory; the int8 side's load must not include a compile
+    return out
+
+
+def ours(repeats: int, quick: bool, weights: str) -> dict[str, float]:
+    """Measure our decoder with ``weights`` ("dense" or "int8"); returns named numbers."""
     import jax
     import jax.numpy as jnp
 
@@ -39,18 +59,13 @@ def ours(repeats: int, quick: bool) -> dict[str, float]:
     from decoders.step import decode_logits, run
 
     out: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["SHIELD_CACHE_DIR"] = cache
-        began = time.perf_counter()
-        model, tok = decoders.load_model()
-        out["load_cold_s"] = time.perf_counter() - began
-        began = time.perf_counter()
-        model, tok = decoders.load_model()
-        out["load_warm_s"] = time.perf_counter() - began
+    began = time.perf_counter()
+    model, tok = decoders.load_model(weights=weights)
+    out["load_warm_s"] = time.perf_counter() - began
     config = dataclasses.replace(model.config, eos_token_ids=())  # always run to the limit
     model = dataclasses.replace(model, config=config)
     weight_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(model.params))
-    out["bound_b1_tok_s"] = BANDWIDTH_GBPS * 1e9 / weight_bytes
+    out["weight_mb"] = weight_bytes / 1e6
 
     def decode(batch: int, new: int, slots: int, temperature: float) -> float:
         sampling = decoders.SamplingConfig(temperature=temperature, top_p=0.9)
@@ -76,6 +91,8 @@ def ours(repeats: int, quick: bool) -> dict[str, float]:
     for slots in (256, 2048):
         out[f"b1_{slots}_tok_s"] = decode(1, b1_new, slots, 0.0)
         out[f"b8_{slots}_tok_s"] = decode(8, b8_new, slots, 1.0)
+        if slots == 256:  # the reference's workload: load, batch 1 and batch 8 decoding
+            out["peak_mb"] = _peak_mb()
 
     prompt_ids = tok.encode(PROMPT)
     times = []
@@ -105,7 +122,7 @@ def ours(repeats: int, quick: bool) -> dict[str, float]:
             jax.block_until_ready(decode_logits(model.params, config, state, window=window))
             st.append(time.perf_counter() - began)
         out[f"rewind_{label}_over_step"] = _median(rw) / _median(st)
-    out["peak_mb"] = _peak_mb()
+    out["peak_all_mb"] = _peak_mb()  # with 2048-slot caches of 8 rows (0.75 GB of keys/values)
     return out
 
 
@@ -163,19 +180,11 @@ def reference(repeats: int, quick: bool) -> dict[str, float]:
     return out
 
 
-def _side(name: str, repeats: int, quick: bool) -> dict[str, float]:
-    command = [
-        sys.executable,
-        "-m",
-        "bench.bench_decoder",
-        "--side",
-        name,
-        "--repeats",
-        str(repeats),
-    ]
-    done = subprocess.run(
-        [*command, *(["--quick"] if quick else [])], capture_output=True, text=True, check=False
-    )
+def _side(name: str, repeats: int, quick: bool, cache: str) -> dict[str, float]:
+    command = [sys.executable, "-m", "bench.bench_decoder", "--side", name]
+    command += ["--repeats", str(repeats), *(["--quick"] if quick else [])]
+    env = {**os.environ, "SHIELD_CACHE_DIR": cache}
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode:
         raise SystemExit(f"bench side {name} failed:\n{done.stderr[-3000:]}")
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -187,76 +196,103 @@ def _line(label: str, value: float, unit: str, target: str, ok: bool | None) -> 
     print(f"{label:<44} {value:>10.2f} {unit:<7} target {target:<34} {verdict}")
 
 
-def report(us: dict[str, float], ref: dict[str, float]) -> None:
-    """Print every number with its target."""
-    bound = us["bound_b1_tok_s"]
-    print(f"float32 batch-1 bandwidth bound at {BANDWIDTH_GBPS} GB/s: {bound:.1f} tok/s")
+def report(
+    load: dict[str, float], sides: dict[str, dict[str, float]], ref: dict[str, float]
+) -> None:
+    """Print every number with its target, for each weight format."""
+    dense_bound = BANDWIDTH_GBPS * 1e9 / (sides["dense"]["weight_mb"] * 1e6)
+    print(f"float32 batch-1 bandwidth bound at {BANDWIDTH_GBPS} GB/s: {dense_bound:.1f} tok/s")
+    for weights, us in sides.items():
+        print(f"-- ours, {weights} weights ({us['weight_mb']:.0f} MB)")
+        b1, b8 = us["b1_256_tok_s"], us["b8_256_tok_s"]
+        _line(
+            "batch 1 greedy, 256 slots",
+            b1,
+            "tok/s",
+            f">= {0.9 * dense_bound:.1f} (90% f32 bound)",
+            b1 >= 0.9 * dense_bound,
+        )
+        _line(
+            "  vs reference batch 1", b1 / ref["b1_tok_s"], "x", ">= 2x", b1 >= 2 * ref["b1_tok_s"]
+        )
+        _line(
+            "batch 1 greedy, 2048 slots",
+            us["b1_2048_tok_s"],
+            "tok/s",
+            ">= 80% of 256 slots",
+            us["b1_2048_tok_s"] >= 0.8 * b1,
+        )
+        _line(
+            "batch 8 sampled, 256 slots",
+            b8,
+            "tok/s",
+            f">= 1.5x ref ({1.5 * ref['b8_tok_s']:.1f})",
+            b8 >= 1.5 * ref["b8_tok_s"],
+        )
+        _line(
+            "  vs reference batch 8",
+            b8 / ref["b8_tok_s"],
+            "x",
+            ">= 1.5x",
+            b8 >= 1.5 * ref["b8_tok_s"],
+        )
+        _line(
+            "batch 8 sampled, 2048 slots",
+            us["b8_2048_tok_s"],
+            "tok/s",
+            ">= 80% of 256 slots",
+            us["b8_2048_tok_s"] >= 0.8 * b8,
+        )
+        _line(
+            "prefill", us["prefill_tok_s"], "tok/s", f"(reference {ref['prefill_tok_s']:.0f})", None
+        )
+        _line(
+            "load warm (incl. conversion to format)",
+            us["load_warm_s"],
+            "s",
+            "< 5 s",
+            us["load_warm_s"] < 5.0,
+        )
+        for label in ("short", "long"):
+            value = us[f"rewind_{label}_over_step"]
+            _line(f"rewind / decode step ({label} cache)", value, "x", "<= 1 step", value <= 1.0)
+        reference_peak = f"(reference {ref['peak_mb']:.0f} MB)"
+        _line("peak memory, reference's workload", us["peak_mb"], "MB", reference_peak, None)
+        _line("peak memory, whole run (2048-slot caches)", us["peak_all_mb"], "MB", "", None)
+    print("-- loads and reference")
     _line(
-        "ours  batch 1 greedy, 256 slots",
-        us["b1_256_tok_s"],
-        "tok/s",
-        f">= {0.9 * bound:.1f} (90% bound)",
-        us["b1_256_tok_s"] >= 0.9 * bound,
-    )
-    _line(
-        "  vs reference batch 1",
-        us["b1_256_tok_s"] / ref["b1_tok_s"],
-        "x",
-        ">= 2x",
-        us["b1_256_tok_s"] >= 2 * ref["b1_tok_s"],
-    )
-    _line(
-        "ours  batch 1 greedy, 2048 slots",
-        us["b1_2048_tok_s"],
-        "tok/s",
-        ">= 80% of 256 slots",
-        us["b1_2048_tok_s"] >= 0.8 * us["b1_256_tok_s"],
-    )
-    _line(
-        "ours  batch 8 sampled, 256 slots",
-        us["b8_256_tok_s"],
-        "tok/s",
-        f">= 1.5x ref ({1.5 * ref['b8_tok_s']:.1f})",
-        us["b8_256_tok_s"] >= 1.5 * ref["b8_tok_s"],
-    )
-    _line(
-        "ours  batch 8 sampled, 2048 slots",
-        us["b8_2048_tok_s"],
-        "tok/s",
-        ">= 80% of 256 slots",
-        us["b8_2048_tok_s"] >= 0.8 * us["b8_256_tok_s"],
-    )
-    _line("reference batch 1 greedy", ref["b1_tok_s"], "tok/s", "(baseline)", None)
-    _line("reference batch 8 sampled", ref["b8_tok_s"], "tok/s", "(baseline)", None)
-    _line(
-        "ours  prefill",
-        us["prefill_tok_s"],
-        "tok/s",
-        f"(reference {ref['prefill_tok_s']:.0f})",
+        "ours  load cold (GGUF -> cache)",
+        load["load_cold_s"],
+        "s",
+        f"(reference {ref['load_s']:.1f} s)",
         None,
     )
-    _line("ours  load cold", us["load_cold_s"], "s", f"(reference {ref['load_s']:.1f} s)", None)
-    _line("ours  load warm", us["load_warm_s"], "s", "< 5 s", us["load_warm_s"] < 5.0)
-    for label in ("short", "long"):
-        value = us[f"rewind_{label}_over_step"]
-        _line(f"ours  rewind / decode step ({label} cache)", value, "x", "<= 1 step", value <= 1.0)
-    _line("ours  peak memory", us["peak_mb"], "MB", f"(reference {ref['peak_mb']:.0f} MB)", None)
+    _line("ours  load warm (dense)", load["load_warm_s"], "s", "< 5 s", load["load_warm_s"] < 5.0)
+    _line("reference batch 1 greedy", ref["b1_tok_s"], "tok/s", "(baseline)", None)
+    _line("reference batch 8 sampled", ref["b8_tok_s"], "tok/s", "(baseline)", None)
 
 
 def main() -> None:
-    """Parse arguments; run one side (subprocess mode) or both and report."""
+    """Parse arguments; run one side (subprocess mode) or all of them and report."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer tokens, for a smoke run")
-    parser.add_argument("--side", choices=("ours", "reference"), help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.side:
-        measure = ours if args.side == "ours" else reference
-        print(json.dumps(measure(args.repeats, args.quick)))
+    if args.side == "load":
+        print(json.dumps(loads()))
         return
-    us = _side("ours", args.repeats, args.quick)
-    ref = _side("reference", args.repeats, args.quick)
-    report(us, ref)
+    if args.side == "reference":
+        print(json.dumps(reference(args.repeats, args.quick)))
+        return
+    if args.side:
+        print(json.dumps(ours(args.repeats, args.quick, args.side)))
+        return
+    with tempfile.TemporaryDirectory() as cache:
+        load = _side("load", args.repeats, args.quick, cache)
+        sides = {w: _side(w, args.repeats, args.quick, cache) for w in ("dense", "int8")}
+        ref = _side("reference", args.repeats, args.quick, cache)
+    report(load, sides, ref)
 
 
 if __name__ == "__main__":

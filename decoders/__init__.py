@@ -9,7 +9,9 @@ is built from (all pure; see :mod:`decoders.step` for how a loop body composes t
   :func:`decode_loop`, :func:`run`;
 * sampling: :class:`SamplingConfig`, :func:`row_keys`, :func:`sample`;
 * host side: :func:`prepare`, :func:`collect`, :class:`GenerationResult`;
-* sharding: :func:`batch_mesh`, :func:`shard_state`, :func:`replicate`.
+* sharding: :func:`batch_mesh`, :func:`shard_state`, :func:`replicate`;
+* weights: :data:`WEIGHT_FORMATS`, :class:`QuantizedLinear`, :func:`quantize_params`,
+  :class:`NativeKernelError` (int8 weights and their CPU kernel, see :mod:`decoders.quantize`).
 """
 
 from decoders.api import generate, resolve_judge
@@ -23,8 +25,11 @@ from decoders.generate import (
     generate_plain,
     prepare,
 )
+from decoders.linear import QuantizedLinear
 from decoders.loading import Model, bundled_model_path, cache_root, load_model
 from decoders.model import KVCache, Params, init_params
+from decoders.native import NativeKernelError
+from decoders.quantize import WEIGHT_FORMATS, quantize_params
 from decoders.sampling import SamplingConfig, row_keys, sample
 from decoders.sharding import batch_mesh, replicate, shard_state
 from decoders.shielded import generate_shielded, judge_for
@@ -50,6 +55,7 @@ __all__ = [
     "FINISH_LENGTH",
     "FINISH_REASONS",
     "RUNNING",
+    "WEIGHT_FORMATS",
     "DecodeConfig",
     "DecodeState",
     "GenerationResult",
@@ -57,8 +63,10 @@ __all__ = [
     "KVCache",
     "Model",
     "ModelConfig",
+    "NativeKernelError",
     "Params",
     "Prepared",
+    "QuantizedLinear",
     "SamplingConfig",
     "Snapshot",
     "Tokenizer",
@@ -81,6 +89,7 @@ __all__ = [
     "plain_step",
     "prefill",
     "prepare",
+    "quantize_params",
     "replicate",
     "resolve_judge",
     "rewind",

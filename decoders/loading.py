@@ -17,10 +17,12 @@ from pathlib import Path
 
 from decoders.config import ModelConfig
 from decoders.model import Params
+from decoders.native import require_kernel
+from decoders.quantize import WEIGHT_FORMATS
 from decoders.sources import Converted, read_gguf, read_hf_directory
 from decoders.tokenizer import Tokenizer
 from decoders.weights import params_from_named, read_cache, write_cache
-from shield.errors import ModelLoadError
+from shield.errors import DecoderError, ModelLoadError
 
 __all__ = [
     "BUNDLED_GGUF",
@@ -113,6 +115,7 @@ def load_model(
     name_or_path: str | os.PathLike[str] | None = None,
     *,
     dtype: str = "float32",
+    weights: str = "dense",
     use_cache: bool = True,
 ) -> tuple[Model, Tokenizer]:
     """Load a model and its tokenizer.
@@ -121,6 +124,9 @@ def load_model(
         name_or_path: None or ``"smollm2"`` for the bundled SmolLM2-135M-Instruct; otherwise a
             ``.gguf`` file or a Hugging Face directory (config.json, safetensors, tokenizer.json).
         dtype: ``"float32"`` (the CPU default) or ``"bfloat16"``.
+        weights: ``"dense"`` (weights in ``dtype``, the default) or ``"int8"`` (projections and
+            embeddings as int8 rows with per-row scales; see :mod:`decoders.quantize`; on a CPU
+            it compiles a native kernel once).
         use_cache: read and write the converted-model cache (see :func:`cache_root`).
 
     Returns:
@@ -128,12 +134,18 @@ def load_model(
 
     Raises:
         ModelLoadError: the file is missing, corrupt or unsupported (the message names it).
+        DecoderError: ``weights`` is not a known format.
+        decoders.native.NativeKernelError: int8 weights on a CPU whose kernel cannot be built.
 
     Example:
         >>> model, tokenizer = load_model()  # doctest: +SKIP
         >>> model.config.num_layers  # doctest: +SKIP
         30
     """
+    if weights not in WEIGHT_FORMATS:
+        raise DecoderError(
+            f"load_model: weights must be one of {WEIGHT_FORMATS}, received {weights!r}."
+        )
     path = _resolve(name_or_path)
     entry = cache_root() / "models" / _cache_key(path)
     converted = None
@@ -160,7 +172,9 @@ def load_model(
                     {"chat_template": converted.chat_template, "source": str(path)},
                 )
     config = dataclasses.replace(converted.config, dtype=dtype)
-    params = params_from_named(config, converted.named, path)
+    if weights == "int8":
+        require_kernel()
+    params = params_from_named(config, converted.named, path, int8=weights == "int8")
     tokenizer = Tokenizer(
         converted.tokenizer_json,
         eos_token_ids=config.eos_token_ids,

@@ -1,7 +1,10 @@
 """A Llama-family transformer as pure functions over explicit parameters and KV cache.
 
-Parameters are a frozen pytree (:class:`Params`, one :class:`LayerParams` per block, weights stored
-``[in, out]`` so a projection is ``x @ w``). The KV cache is two arrays of layout
+Parameters are a frozen pytree (:class:`Params`, one :class:`LayerParams` per block). A projection
+weight is dense ``[in, out]`` or int8 (:class:`decoders.linear.QuantizedLinear`); :func:`project`
+applies either. The query, key and value projections are one matrix, and so are the gate and up
+projections: one product per group reads the activations once and, for batch-1 decoding, halves
+the number of separate weight reads per block. The KV cache is two arrays of layout
 ``[layers, batch, kv_heads, slots, head_dim]``; slot ``s`` of a row holds the keys and values of
 that row's token at position ``s``, so the causal mask alone hides stale slots after a rewind.
 
@@ -22,6 +25,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from decoders.config import ModelConfig
+from decoders.linear import Linear, QuantizedLinear, embed_rows, project
 
 __all__ = ["KVCache", "LayerParams", "Params", "forward", "init_cache", "init_params", "logits"]
 
@@ -33,24 +37,21 @@ class LayerParams:
     """The weights of one transformer block (shapes with H hidden, N heads, K kv heads, D head)."""
 
     attn_norm: Array  # [H]
-    wq: Array  # [H, N*D]
-    wk: Array  # [H, K*D]
-    wv: Array  # [H, K*D]
-    wo: Array  # [N*D, H]
+    wqkv: Linear  # [H, (N + 2K)*D]: queries, then keys, then values
+    wo: Linear  # [N*D, H]
     mlp_norm: Array  # [H]
-    w_gate: Array  # [H, I]
-    w_up: Array  # [H, I]
-    w_down: Array  # [I, H]
+    w_gate_up: Linear  # [H, 2I]: gate, then up
+    w_down: Linear  # [I, H]
 
 
 @struct.dataclass(frozen=True)
 class Params:
     """All weights of a model; ``lm_head`` is None when the embeddings are tied."""
 
-    embed: Array  # [V, H]
+    embed: Linear  # [V, H] rows (quantised: QuantizedLinear with q [V, H], the head's layout)
     layers: tuple[LayerParams, ...]
     final_norm: Array  # [H]
-    lm_head: Array | None  # [H, V] or None (tied: logits use embed.T)
+    lm_head: Linear | None  # [H, V] or None (tied: logits use embed.T)
 
 
 @struct.dataclass(frozen=True)
@@ -81,13 +82,10 @@ def init_params(config: ModelConfig, key: Array, scale: float = 0.05) -> Params:
     h, n, k, d, i = c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size
     shapes = {
         "attn_norm": (h,),
-        "wq": (h, n * d),
-        "wk": (h, k * d),
-        "wv": (h, k * d),
+        "wqkv": (h, (n + 2 * k) * d),
         "wo": (n * d, h),
         "mlp_norm": (h,),
-        "w_gate": (h, i),
-        "w_up": (h, i),
+        "w_gate_up": (h, 2 * i),
         "w_down": (i, h),
     }
     keys = iter(jax.random.split(key, c.num_layers * len(shapes) + 3))
@@ -159,9 +157,10 @@ def _block(
     b, t, _ = x.shape
     n, kv, d = config.num_heads, config.num_kv_heads, config.head_dim
     h = _rms_norm(x, layer.attn_norm, config.rms_norm_eps)
-    q = _rope((h @ layer.wq).reshape(b, t, n, d), positions, config.rope_theta)
-    k = _rope((h @ layer.wk).reshape(b, t, kv, d), positions, config.rope_theta)
-    v = (h @ layer.wv).reshape(b, t, kv, d)
+    qkv = project(h, layer.wqkv)
+    q = _rope(qkv[..., : n * d].reshape(b, t, n, d), positions, config.rope_theta)
+    k = _rope(qkv[..., n * d : (n + kv) * d].reshape(b, t, kv, d), positions, config.rope_theta)
+    v = qkv[..., (n + kv) * d :].reshape(b, t, kv, d)
     rows = jnp.arange(b)[:, None]  # [B, 1] broadcast against positions [B, T]
     # Advanced indices around a slice: the indexed view is [B, T, K, D], like k and v. A decode
     # step's positions are in bounds by the state invariant, which lets XLA scatter in place;
@@ -172,9 +171,11 @@ def _block(
     attn = _attention(
         q, new_k[index, :, :, :window, :], new_v[index, :, :, :window, :], positions, config
     )
-    x = x + attn @ layer.wo
+    x = x + project(attn, layer.wo)
     h = _rms_norm(x, layer.mlp_norm, config.rms_norm_eps)
-    x = x + (jax.nn.silu(h @ layer.w_gate) * (h @ layer.w_up)) @ layer.w_down
+    gate_up = project(h, layer.w_gate_up)
+    inner = config.intermediate_size
+    x = x + project(jax.nn.silu(gate_up[..., :inner]) * gate_up[..., inner:], layer.w_down)
     return x, KVCache(k=new_k, v=new_v)
 
 
@@ -199,7 +200,7 @@ def forward(
     Returns:
         ``(hidden, cache)``: final-normed hidden states ``[B, T, H]`` and the updated cache.
     """
-    x = params.embed[tokens]  # [B, T, H]
+    x = embed_rows(params.embed, tokens, config.jnp_dtype)  # [B, T, H]
     for index, layer in enumerate(params.layers):
         x, cache = _block(layer, index, x, cache, positions, window, config)
     return _rms_norm(x, params.final_norm, config.rms_norm_eps), cache
@@ -207,10 +208,9 @@ def forward(
 
 def logits(params: Params, config: ModelConfig, hidden: Array) -> Array:
     """Next-token logits in float32 for hidden states ``[..., H]`` → ``[..., V]``."""
-    if params.lm_head is None:
-        out = jnp.einsum("...h,vh->...v", hidden, params.embed, preferred_element_type=jnp.float32)
-    else:
-        out = jnp.einsum(
-            "...h,hv->...v", hidden, params.lm_head, preferred_element_type=jnp.float32
-        )
+    if params.lm_head is not None:
+        return project(hidden, params.lm_head).astype(jnp.float32)
+    if isinstance(params.embed, QuantizedLinear):  # its rows are already the head's layout
+        return project(hidden, params.embed).astype(jnp.float32)
+    out = jnp.einsum("...h,vh->...v", hidden, params.embed, preferred_element_type=jnp.float32)
     return out.astype(jnp.float32)

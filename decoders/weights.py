@@ -17,16 +17,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from decoders.config import ModelConfig
+from decoders.linear import quantize_linear
 from decoders.model import LayerParams, Params
 from shield.errors import ModelLoadError
 
-__all__ = ["expected_shapes", "params_from_named", "read_cache", "write_cache"]
+__all__ = [
+    "expected_shapes",
+    "named_from_params",
+    "params_from_named",
+    "read_cache",
+    "write_cache",
+]
 
-#: Hugging Face name of each per-layer field of :class:`LayerParams` (``{i}`` = layer index).
+#: Hugging Face name of each per-layer tensor (``{i}`` = layer index); :class:`LayerParams` fuses
+#: q/k/v into ``wqkv`` and gate/up into ``w_gate_up``.
 _LAYER_NAMES: dict[str, str] = {
     "attn_norm": "model.layers.{i}.input_layernorm.weight",
     "wq": "model.layers.{i}.self_attn.q_proj.weight",
@@ -66,7 +75,11 @@ def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 
 def params_from_named(
-    config: ModelConfig, named: Mapping[str, np.ndarray], source: str | os.PathLike[str]
+    config: ModelConfig,
+    named: Mapping[str, np.ndarray],
+    source: str | os.PathLike[str],
+    *,
+    int8: bool = False,
 ) -> Params:
     """Check every tensor's presence and shape, then build :class:`Params` in ``config.dtype``.
 
@@ -74,9 +87,11 @@ def params_from_named(
         config: the model shapes.
         named: arrays by Hugging Face name (extra names, e.g. rotary caches, are ignored).
         source: the file the arrays came from, named in errors.
+        int8: quantise projections and embeddings straight from ``named``
+            (:func:`decoders.linear.quantize_linear`), never holding their dense device copy.
 
     Returns:
-        The parameters; projections are transposed to ``[in, out]``.
+        The parameters; dense projections are transposed to ``[in, out]``.
 
     Raises:
         ModelLoadError: a tensor is missing or has the wrong shape.
@@ -97,22 +112,74 @@ def params_from_named(
     def put(array: np.ndarray, transpose: bool) -> Any:
         return jnp.asarray(np.ascontiguousarray(array.T if transpose else array), dtype=dtype)
 
+    def linear(rows: np.ndarray) -> Any:
+        # rows: HF layout [out, in]; dense ours is [in, out].
+        return quantize_linear(rows.T) if int8 else put(rows, True)
+
+    def projection(layer: int, *fields: str) -> Any:
+        # Fused projections side by side: their output rows concatenated.
+        return linear(np.concatenate([named[_LAYER_NAMES[f].format(i=layer)] for f in fields]))
+
     layers = tuple(
         LayerParams(
-            **{
-                field: put(named[name.format(i=layer)], not field.endswith("norm"))
-                for field, name in _LAYER_NAMES.items()
-            }
+            attn_norm=put(named[_LAYER_NAMES["attn_norm"].format(i=layer)], False),
+            wqkv=projection(layer, "wq", "wk", "wv"),
+            wo=projection(layer, "wo"),
+            mlp_norm=put(named[_LAYER_NAMES["mlp_norm"].format(i=layer)], False),
+            w_gate_up=projection(layer, "w_gate", "w_up"),
+            w_down=projection(layer, "w_down"),
         )
         for layer in range(config.num_layers)
     )
-    head = None if config.tie_embeddings else put(named[_HEAD], True)
+    head = None if config.tie_embeddings else linear(named[_HEAD])
     return Params(
-        embed=put(named[_EMBED], False),
+        embed=linear(named[_EMBED]) if int8 else put(named[_EMBED], False),
         layers=layers,
         final_norm=put(named[_NORM], False),
         lm_head=head,
     )
+
+
+def named_from_params(config: ModelConfig, params: Params) -> dict[str, np.ndarray]:
+    """The inverse of :func:`params_from_named`: float32 arrays by Hugging Face name and layout.
+
+    Args:
+        config: the model shapes.
+        params: dense parameters (quantised ones have no exact Hugging Face form).
+
+    Returns:
+        Arrays by Hugging Face name (fused projections split again, ``[out, in]`` layouts).
+
+    Raises:
+        TypeError: ``params`` holds quantised weights.
+    """
+    c = config
+    splits = {
+        "wqkv": (("wq", c.num_heads * c.head_dim), ("wk", c.num_kv_heads * c.head_dim), ("wv", 0)),
+        "wo": (("wo", 0),),
+        "w_gate_up": (("w_gate", c.intermediate_size), ("w_up", 0)),
+        "w_down": (("w_down", 0),),
+    }
+
+    def host(array: Any) -> np.ndarray:
+        if not isinstance(array, jax.Array | np.ndarray):
+            raise TypeError(f"named_from_params: expected dense arrays, received {type(array)}")
+        return np.asarray(array, dtype=np.float32)
+
+    named = {_EMBED: host(params.embed), _NORM: host(params.final_norm)}
+    if params.lm_head is not None:
+        named[_HEAD] = np.ascontiguousarray(host(params.lm_head).T)
+    for i, layer in enumerate(params.layers):
+        for norm in ("attn_norm", "mlp_norm"):
+            named[_LAYER_NAMES[norm].format(i=i)] = host(getattr(layer, norm))
+        for fused, parts in splits.items():
+            rows = host(getattr(layer, fused)).T  # [out, in]
+            start = 0
+            for field, size in parts:
+                stop = start + size if size else rows.shape[0]
+                named[_LAYER_NAMES[field].format(i=i)] = np.ascontiguousarray(rows[start:stop])
+                start = stop
+    return named
 
 
 def write_cache(

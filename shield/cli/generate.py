@@ -28,10 +28,12 @@ from typing import Any
 
 HELP = "generate a response with a model, guarded by a spec"
 
-__all__ = ["HELP", "STRATEGIES", "add_arguments", "run"]
+__all__ = ["HELP", "STRATEGIES", "WEIGHT_FORMATS", "add_arguments", "run"]
 
 #: The decoding strategies, in the order of design §1.
 STRATEGIES: tuple[str, ...] = ("backtrack", "reset", "mask", "none")
+#: decoders.quantize.WEIGHT_FORMATS, repeated here so the CLI parses without importing JAX.
+WEIGHT_FORMATS: tuple[str, ...] = ("dense", "int8")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", required=True, metavar="TEXT", help="the prompt")
     parser.add_argument(
         "--model", metavar="NAME_OR_PATH", default=None, help="smollm2 (default), .gguf or HF dir"
+    )
+    parser.add_argument(
+        "--weights",
+        choices=WEIGHT_FORMATS,
+        default="dense",
+        help="dense (float32) or int8 (faster on CPUs; compiles a native kernel once)",
     )
     parser.add_argument("--strategy", choices=STRATEGIES, default="backtrack")
     parser.add_argument("--max-new-tokens", type=int, default=128, metavar="N")
@@ -76,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     import decoders
 
-    model, tokenizer = decoders.load_model(args.model)
+    model, tokenizer = decoders.load_model(args.model, weights=args.weights)
     stream_to = sys.stderr if args.json else sys.stdout
 
     def emit(row: int, delta: str) -> None:

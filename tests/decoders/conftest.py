@@ -1,5 +1,6 @@
-"""Fixtures of the decoder tests: a tiny random Llama with a tiny byte-level tokenizer, and the
-real SmolLM2 loaded once per session (shared by every test of the ``real_model`` xdist group)."""
+"""Fixtures of the decoder tests: a tiny random Llama (dense and int8) with a tiny byte-level
+tokenizer, and the real SmolLM2 loaded once per session (shared by every test of the
+``real_model`` xdist group)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from decoders.config import DecodeConfig, ModelConfig
 from decoders.loading import Model, load_model
 from decoders.model import init_params
+from decoders.quantize import WEIGHT_FORMATS, quantize_params
 from decoders.state import DecodeState, init_state
 from decoders.step import prefill
 from decoders.tokenizer import Tokenizer, tokenizer_json_from_gguf
@@ -71,6 +73,20 @@ def tiny_model(tiny_config: ModelConfig) -> Model:
     return Model(config=tiny_config, params=params, source="tiny")
 
 
+@pytest.fixture(scope="session")
+def tiny_int8_model(tiny_model: Model) -> Model:
+    """The tiny model with int8 weights (the native kernel on the CPU)."""
+    return dataclasses.replace(tiny_model, params=quantize_params(tiny_model.params))
+
+
+@pytest.fixture(scope="session", params=WEIGHT_FORMATS)
+def tiny_model_any(
+    request: pytest.FixtureRequest, tiny_model: Model, tiny_int8_model: Model
+) -> Model:
+    """The tiny model in each weight format, for laws that must hold for both."""
+    return tiny_int8_model if request.param == "int8" else tiny_model
+
+
 def prefilled(
     model: Model, prompts: list[list[int]], slots: int = 64, seeds: list[int] | None = None
 ) -> DecodeState:
@@ -107,3 +123,9 @@ def real_model(real_cache_dir: Path) -> Iterator[tuple[Model, Tokenizer, float]]
     model, tokenizer = load_model()
     yield model, tokenizer, time.perf_counter() - began
     patch.undo()
+
+
+@pytest.fixture(scope="session")
+def real_int8_model(real_model: tuple[Model, Tokenizer, float]) -> Model:
+    """The bundled SmolLM2 with int8 weights, quantised from the session's dense load."""
+    return dataclasses.replace(real_model[0], params=quantize_params(real_model[0].params))

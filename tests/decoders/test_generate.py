@@ -12,12 +12,16 @@ from tests.decoders.conftest import TEMPLATE, with_eos
 
 
 def test_batch_of_different_lengths_equals_single_prompts(
-    tiny_model: Model, tiny_tokenizer: Tokenizer
+    tiny_model_any: Model, tiny_tokenizer: Tokenizer
 ) -> None:
     prompts = ["the", "hello world, the other", "or"]
-    batch = generate_plain(tiny_model, tiny_tokenizer, prompts, max_new_tokens=8, seed=[1, 2, 3])
+    batch = generate_plain(
+        tiny_model_any, tiny_tokenizer, prompts, max_new_tokens=8, seed=[1, 2, 3]
+    )
     for seed, (prompt, result) in enumerate(zip(prompts, batch, strict=True), start=1):
-        alone = generate_plain(tiny_model, tiny_tokenizer, [prompt], max_new_tokens=8, seed=seed)[0]
+        alone = generate_plain(
+            tiny_model_any, tiny_tokenizer, [prompt], max_new_tokens=8, seed=seed
+        )[0]
         assert alone.tokens == result.tokens and alone.text == result.text
     for result in batch:
         assert result.finish_reason in ("eos", "length")

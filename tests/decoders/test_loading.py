@@ -13,10 +13,10 @@ import pytest
 from safetensors.numpy import save_file
 
 from decoders.loading import Model, load_model
-from decoders.model import Params
+from decoders.quantize import quantize_params, weight_format
 from decoders.sources import unpermute_qk
 from decoders.tokenizer import Tokenizer
-from decoders.weights import expected_shapes
+from decoders.weights import expected_shapes, named_from_params
 from shield.errors import ModelLoadError
 from tests.decoders.conftest import TEMPLATE, tiny_vocabulary
 
@@ -33,31 +33,7 @@ TYPES = {
 
 def named_arrays(model: Model) -> dict[str, np.ndarray]:
     """The tiny model's weights under Hugging Face names and layouts."""
-    params: Params = jax.device_get(model.params)
-    named = {
-        "model.embed_tokens.weight": np.asarray(params.embed),
-        "model.norm.weight": np.asarray(params.final_norm),
-    }
-    if params.lm_head is not None:
-        named["lm_head.weight"] = np.ascontiguousarray(np.asarray(params.lm_head).T)
-    fields = {
-        "input_layernorm": "attn_norm",
-        "self_attn.q_proj": "wq",
-        "self_attn.k_proj": "wk",
-        "self_attn.v_proj": "wv",
-        "self_attn.o_proj": "wo",
-        "post_attention_layernorm": "mlp_norm",
-        "mlp.gate_proj": "w_gate",
-        "mlp.up_proj": "w_up",
-        "mlp.down_proj": "w_down",
-    }
-    for i, layer in enumerate(params.layers):
-        for hf, field in fields.items():
-            value = np.asarray(getattr(layer, field))
-            named[f"model.layers.{i}.{hf}.weight"] = np.ascontiguousarray(
-                value if field.endswith("norm") else value.T
-            )
-    return named
+    return named_from_params(model.config, jax.device_get(model.params))
 
 
 def permute(weight: np.ndarray, heads: int) -> np.ndarray:
@@ -165,7 +141,7 @@ def test_cache_makes_the_second_load_read_the_entry(
     entries = list((tmp_path / "cache" / "models").iterdir())
     assert len(entries) == 1 and (entries[0] / "weights.npz").is_file()
     second, _ = load_model(path)
-    np.testing.assert_array_equal(first.params.layers[1].wk, second.params.layers[1].wk)
+    np.testing.assert_array_equal(first.params.layers[1].wqkv, second.params.layers[1].wqkv)
     (entries[0] / "weights.npz").write_bytes(b"corrupt")  # a broken entry is rebuilt
     third, _ = load_model(path)
     np.testing.assert_array_equal(first.params.embed, third.params.embed)
@@ -202,6 +178,22 @@ def test_hugging_face_directory_loads_exactly(
         np.testing.assert_array_equal(named_arrays(model)[name], value, err_msg=name)
     assert tokenizer.encode("hello") == tiny_tokenizer.encode("hello")
     assert tokenizer.chat_template == TEMPLATE
+
+
+def test_int8_load_equals_quantising_the_dense_load(
+    tmp_path: Path, tiny_model: Model, tiny_tokenizer: Tokenizer
+) -> None:
+    """load_model(weights="int8") quantises from the file's arrays: the same values as
+    quantize_params over the dense load."""
+    write_hf_directory(tmp_path / "hf", tiny_model, tiny_tokenizer)
+    dense, _ = load_model(tmp_path / "hf", use_cache=False)
+    small, _ = load_model(tmp_path / "hf", weights="int8", use_cache=False)
+    assert weight_format(small.params) == "int8" and small.config == dense.config
+    expected = jax.tree.leaves(quantize_params(dense.params))
+    got = jax.tree.leaves(small.params)
+    assert len(got) == len(expected)
+    for ours, theirs in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
 
 
 def test_missing_and_corrupt_files_name_the_file(

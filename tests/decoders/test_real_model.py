@@ -64,7 +64,7 @@ def test_load_is_complete_and_warm_load_is_fast(
     # Speed is measured by bench/bench_decoder.py; here: the second load never converts again.
     monkeypatch.setattr("decoders.loading._convert", no_conversion)
     warm, _ = load_model("smollm2")
-    np.testing.assert_array_equal(warm.params.layers[3].wq, model.params.layers[3].wq)
+    np.testing.assert_array_equal(warm.params.layers[3].wqkv, model.params.layers[3].wqkv)
 
 
 def test_tokenizer_matches_the_reference(real_model: tuple[Model, Tokenizer, float]) -> None:
@@ -100,9 +100,12 @@ def test_chat_template_rendering(real_model: tuple[Model, Tokenizer, float]) -> 
     assert "You are a helpful AI assistant named SmolLM" in tokenizer.render_chat(messages)
 
 
-def test_rewind_equivalence_on_the_real_model(real_model: tuple[Model, Tokenizer, float]) -> None:
-    model, tokenizer, _ = real_model
-    model = with_eos(model, ())
+@pytest.mark.parametrize("weights", ["dense", "int8"])
+def test_rewind_equivalence_on_the_real_model(
+    real_model: tuple[Model, Tokenizer, float], real_int8_model: Model, weights: str
+) -> None:
+    _, tokenizer, _ = real_model
+    model = with_eos(real_int8_model if weights == "int8" else real_model[0], ())
     prompt = tokenizer.encode(PROMPT)
     state = prefilled(model, [prompt], slots=64)
     greedy = SamplingConfig(temperature=0.0)

@@ -21,8 +21,8 @@ def test_four_host_devices_are_configured() -> None:
     assert jax.device_count() >= 4
 
 
-def test_sharded_equals_single_device(tiny_model: Model) -> None:
-    model = with_eos(tiny_model, ())
+def test_sharded_equals_single_device(tiny_model_any: Model) -> None:
+    model = with_eos(tiny_model_any, ())
     prompts = [[5, 6, 7], [8], [9, 10, 11, 12, 13], [14, 15]]
     sampling = SamplingConfig(temperature=1.0, top_p=0.9)
     single = run(

@@ -41,9 +41,9 @@ def greedy_tokens(model: Model, prompt: list[int], steps: int) -> list[int]:
     back=st.integers(0, 10),
 )
 def test_rewind_then_decode_equals_fresh_prefill(
-    tiny_model: Model, prompt: list[int], steps: int, back: int
+    tiny_model_any: Model, prompt: list[int], steps: int, back: int
 ) -> None:
-    model = with_eos(tiny_model, ())
+    model = with_eos(tiny_model_any, ())
     state = prefilled(model, [prompt])
     for _ in range(steps):
         state = plain_step(model.params, model.config, GREEDY, state, jnp.int32(99), 64)
@@ -62,9 +62,9 @@ def test_rewind_then_decode_equals_fresh_prefill(
     )
 
 
-def test_batch_rows_equal_single_rows(tiny_model: Model) -> None:
+def test_batch_rows_equal_single_rows(tiny_model_any: Model) -> None:
     prompts = [[5, 6, 7, 8, 9, 10, 11], [12], [13, 14, 15]]
-    model = with_eos(tiny_model, ())
+    model = with_eos(tiny_model_any, ())
     sampling = SamplingConfig(temperature=1.0, top_p=0.9)
     batch = run(
         model.params,
