@@ -7,13 +7,14 @@
 3. On prompts that do violate (dev prompts of RealToxicityPrompts and prefilled attacks): tokens
    discarded per repaired sample, ``backtrack`` vs ``reset``. Target: at most a third.
 
-Run: ``.venv/bin/python -m bench.bench_backtrack [--quick]``. Medians of several runs; the
+Run: ``.venv/bin/python -m bench.bench_backtrack [--quick] [--only PART] [--weights dense|int8]``. Medians of several runs; the
 machine is noisy, so only ratios measured in this same run are meaningful.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -25,12 +26,14 @@ import numpy as np
 
 import shield
 import specs
-from decoders import load_model
+from decoders import WEIGHT_FORMATS, load_model
+from decoders.backtrack import LoopConfig, init_carry, shielded_loop
 from decoders.config import DecodeConfig
-from decoders.generate import generate_plain
-from decoders.shielded import generate_shielded, judge_for
+from decoders.generate import generate_plain, prepare
+from decoders.sampling import SamplingConfig
+from decoders.shielded import device_tables, generate_shielded, judge_for
 from decoders.state import init_state, rewind
-from decoders.step import decode_logits, prefill
+from decoders.step import decode_logits, decode_loop, prefill
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_PROMPTS = ROOT.parent / "shared" / "data" / "rtp_challenging_dev.jsonl"
@@ -82,6 +85,55 @@ def overhead(model, tokenizer, judge, runs: int, new_tokens: int) -> None:  # ty
         "< 3 % (aim 1 %)",
         "PASS" if cost < 0.03 else "MISS",
     )
+    device = _device_overhead(model, tokenizer, judge, runs, new_tokens)
+    _row(f"of which on the device (median of {runs})", f"{100 * device:+.1f} %")
+
+
+def _device_overhead(model, tokenizer, judge, runs: int, steps: int) -> float:  # type: ignore[no-untyped-def]
+    """Per-step cost of the shielded device loop over the plain one, host excluded: both loops
+    run ``steps`` steps of the same batch (no events), alternately, after a warm-up."""
+    config = dataclasses.replace(model.config, eos_token_ids=())  # every row runs every step
+    sampling = SamplingConfig(temperature=0.0)
+    tables = device_tables(judge, config.vocab_size, config.eos_token_ids)
+    loop = LoopConfig(strategy="backtrack", max_bans=judge.policy.max_retries)
+    slots = 256
+
+    def fresh():  # type: ignore[no-untyped-def]
+        state = prepare(model, tokenizer, BENIGN, max_new_tokens=steps, max_slots=slots).state
+        history = np.broadcast_to(
+            np.asarray(judge.initial(), np.int32), (len(BENIGN), slots + 1, tables.components)
+        )
+        carry = init_carry(jnp.asarray(history), jnp.full((len(BENIGN),), slots, jnp.int32), 4)
+        return jax.block_until_ready((state, carry))
+
+    def plain() -> float:
+        state, _ = fresh()
+        began = time.perf_counter()
+        jax.block_until_ready(
+            decode_loop(
+                model.params, config, sampling, state, jnp.int32(steps), jnp.int32(steps),
+                window=slots,
+            )
+        )  # fmt: skip
+        return time.perf_counter() - began
+
+    def shielded() -> float:
+        state, carry = fresh()
+        began = time.perf_counter()
+        jax.block_until_ready(
+            shielded_loop(
+                model.params, config, sampling, loop, tables, state, carry, jnp.int32(steps),
+                window=slots,
+            )
+        )  # fmt: skip
+        return time.perf_counter() - began
+
+    plain(), shielded()  # compile
+    ratios = []
+    for run in range(runs):
+        pair = (plain(), shielded()) if run % 2 == 0 else tuple(reversed((shielded(), plain())))
+        ratios.append(pair[1] / pair[0])
+    return statistics.median(ratios) - 1.0
 
 
 def rewind_cost(model, runs: int) -> None:  # type: ignore[no-untyped-def]
@@ -186,12 +238,14 @@ def main() -> None:
         "--only", choices=("overhead", "rewind", "discarded"), help="run one of the three parts"
     )
     parser.add_argument("--new-tokens", type=int, default=32, help="N for part 3 (default 32)")
+    parser.add_argument("--weights", choices=WEIGHT_FORMATS, default="dense")
+    parser.add_argument("--runs", type=int, default=9, help="paired runs of parts 1 and 2")
     args = parser.parse_args()
-    runs = 2 if args.quick else 9
-    model, tokenizer = load_model()
+    runs = 2 if args.quick else args.runs
+    model, tokenizer = load_model(weights=args.weights)
     compiled = shield.compile(specs.load(ROOT / "specs" / "library" / "toxicity.toml"))
     judge = judge_for(compiled, tokenizer)
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; SmolLM2-135M float32")
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; SmolLM2-135M, {args.weights}")
     if args.only in (None, "overhead"):
         overhead(model, tokenizer, judge, runs, 32 if args.quick else 64)
     if args.only in (None, "rewind"):

@@ -157,7 +157,6 @@ def _step(
     active = (state.finish == RUNNING) & (carry.event == EVENT_NONE)  # [B]
     logits, state = decode_logits(params, config, state, window=window)  # [B, V]
     monitor = carry.history[rows, state.cursor]  # [B, C]
-    blocked = _blocked(carry, tables, state.cursor)  # [B, V]
     if loop.strategy == "mask":
         need = active
     elif loop.strategy == "backtrack":
@@ -170,12 +169,23 @@ def _step(
         ends_badly = violates(tables, end_step(tables, monitor))  # [B]
         return bad.at[:, eos].set(ends_badly[:, None])
 
-    bad = jax.lax.cond(jnp.any(need), automaton_blocks, lambda: jnp.zeros_like(blocked))
-    combined = blocked | (bad & need[:, None])
-    use = jnp.where(jnp.all(combined, axis=-1, keepdims=True), blocked, combined)  # [B, V]
-    stuck = active & jnp.all(use, axis=-1)  # [B]
+    def constrained() -> tuple[Array, Array]:
+        blocked = _blocked(carry, tables, state.cursor)  # [B, V]
+        bad = jax.lax.cond(jnp.any(need), automaton_blocks, lambda: jnp.zeros_like(blocked))
+        combined = blocked | (bad & need[:, None])
+        use = jnp.where(jnp.all(combined, axis=-1, keepdims=True), blocked, combined)  # [B, V]
+        return jnp.where(use, -jnp.inf, logits), active & jnp.all(use, axis=-1)
+
+    def unconstrained() -> tuple[Array, Array]:
+        # No ban at any row's cursor and no row masking violations: only never-sampled ids go,
+        # which is what `constrained` computes then, in one pass instead of several.
+        never = ~tables.valid
+        return jnp.where(never[None, :], -jnp.inf, logits), active & jnp.all(never)
+
+    bans_here = jnp.any((carry.ban_position == state.cursor)[:, None] & (carry.ban_tokens >= 0))
+    masked, stuck = jax.lax.cond(bans_here | jnp.any(need), constrained, unconstrained)
     keys = row_keys(state.seed, state.cursor, state.attempt)
-    token = sample(jnp.where(use, -jnp.inf, logits), keys, sampling)  # [B]
+    token = sample(masked, keys, sampling)  # [B]
     drawn = active & ~stuck
     is_eos = jnp.isin(token, eos)
     after = walk_tokens(tables, monitor, token)  # [B, C]

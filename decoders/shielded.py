@@ -41,7 +41,7 @@ from shield.judge import Judge, MonitorState
 from shield.reference import Config, Finished, Machine, ReferenceSettings
 from shield.result import Event, FinishReason, GenerationResult, GenerationStats, TextStream
 
-__all__ = ["FINISH_BUDGET", "FINISH_REFUSED", "generate_shielded", "judge_for"]
+__all__ = ["FINISH_BUDGET", "FINISH_REFUSED", "device_tables", "generate_shielded", "judge_for"]
 
 FINISH_BUDGET, FINISH_REFUSED = 8, 9
 
@@ -233,8 +233,17 @@ _TABLES: weakref.WeakKeyDictionary[Judge, dict[tuple[int, tuple[int, ...]], Shie
 )
 
 
-def _device_tables(judge: Judge, vocab_size: int, eos_ids: tuple[int, ...]) -> ShieldTables:
-    """The judge's device tables for a vocabulary size and EOS ids, built on first use."""
+def device_tables(judge: Judge, vocab_size: int, eos_ids: tuple[int, ...]) -> ShieldTables:
+    """The judge's device tables for a model's vocabulary size and EOS ids, built on first use.
+
+    Args:
+        judge: the token view of a compiled shield.
+        vocab_size: V, the model's number of logits.
+        eos_ids: the model's end-of-sequence ids (allowed to be sampled).
+
+    Returns:
+        The :class:`~decoders.shield_tables.ShieldTables` (cached per judge).
+    """
     per_judge = _TABLES.setdefault(judge, {})
     key = (vocab_size, eos_ids)
     if key not in per_judge:
@@ -319,7 +328,7 @@ def generate_shielded(
     state = prepared.state
     batch, slots = state.batch_size, state.max_slots
     forced = tokenizer.encode(prefill, add_bos=False) if prefill else []
-    tables = _device_tables(judge, config.vocab_size, config.eos_token_ids)
+    tables = device_tables(judge, config.vocab_size, config.eos_token_ids)
     rules = judge.classifier_rules
     window_sizes = {
         rule.window_tokens for rule in rules if rule.scope == "window" and rule.window_tokens
