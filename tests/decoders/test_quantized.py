@@ -225,3 +225,14 @@ def test_kernel_threads_can_be_capped() -> None:
     one = _variant({"SHIELD_KERNEL_THREADS": "1"})
     two = _variant({"SHIELD_KERNEL_THREADS": "2"})
     assert one == two and one[0] <= 1e-5
+
+
+def test_no_compiler_at_all_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    import decoders.native as native
+
+    monkeypatch.delenv("SHIELD_CXX", raising=False)
+    monkeypatch.setattr(native.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(native.shutil, "which", lambda name: None)
+    with pytest.raises(NativeKernelError, match="none was found") as caught:
+        compiler_command()
+    assert "weights='dense'" in str(caught.value)
