@@ -5,11 +5,11 @@ A dense weight is an array ``[in, out]`` and a projection is ``x @ w``. A
 :data:`BLOCK` inputs, each block with a float32 scale and offset (affine, like the GGUF's own
 Q4_1/Q8_0 blocks but with 256 levels): 1.25 bytes a weight instead of 4, so batch-1 decoding,
 which reads every weight once per token, moves under a third of the data. A block's rounding
-error is at most its range / 510. On the CPU the product runs in the native
-kernel (:mod:`decoders.native`), which converts weights in registers; on other platforms XLA's
-own ``dot`` of the converted weights, which accelerators fuse.
+error is at most its range / 510. On the CPU the product runs in the native kernel
+(:mod:`decoders.native`), which converts weights in registers; on other platforms in XLA's own
+``dot`` of the converted weights, which accelerators fuse.
 
-The same rows serve as an embedding table: row ``t`` times its scale is token ``t``'s vector.
+The same rows serve as an embedding table: row ``t``, dequantised, is token ``t``'s vector.
 """
 
 from __future__ import annotations
