@@ -48,3 +48,16 @@ def test_shield_and_specs_import_without_jax() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_evaluation_package_imports_without_jax() -> None:
+    result = _run(
+        """
+        import shield.evaluation, shield.cli.eval
+        assert not any(m == "jax" or m.startswith("jax.") for m in sys.modules), "JAX was imported"
+        assert "matplotlib" not in sys.modules, "matplotlib was imported"
+        print("ok")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

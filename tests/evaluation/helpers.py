@@ -9,6 +9,23 @@ from typing import Any
 from shield.evaluation import Backend, EvalConfig
 
 PROMPTS = ("You are such a", "The weather today is", "My neighbour is a", "Tell me about")
+#: The metrics every strategy's row of a report carries.
+REPORT_KEYS = frozenset(
+    {
+        "violation_rate",
+        "toxicity_rate",
+        "expected_max_toxicity",
+        "mean_generated_tokens",
+        "mean_kept_tokens",
+        "discard_ratio",
+        "rollbacks_per_sample",
+        "tokens_per_second",
+        "perplexity",
+        "perplexity_clean",
+        "distinct_1",
+        "distinct_2",
+    }
+)
 
 
 def fake_result(strategy: str, seed: int) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import pytest
 
 from shield.cli import main
 from shield.evaluation.plots import PLOT_FILES
+from tests.evaluation.helpers import REPORT_KEYS
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real_model")]
 
@@ -33,19 +34,6 @@ match = { case = "insensitive", whole_word = true }
 id = "toxic-sentence"
 classifier = { name = "profanity-check", threshold = 0.8, scope = "sentence" }
 """
-KEYS = (
-    "violation_rate",
-    "toxicity_rate",
-    "expected_max_toxicity",
-    "mean_generated_tokens",
-    "mean_kept_tokens",
-    "discard_ratio",
-    "rollbacks_per_sample",
-    "tokens_per_second",
-    "perplexity",
-    "distinct_1",
-    "distinct_2",
-)
 
 
 def test_shield_eval_on_the_real_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -70,7 +58,7 @@ def test_shield_eval_on_the_real_model(tmp_path: Path, capsys: pytest.CaptureFix
     assert all(seeds[(s, i)] == seeds[("none", i)] for s, i in seeds)
     report = json.loads((out / "report.json").read_text())
     for name, row in report["strategies"].items():
-        assert all(key in row for key in KEYS), name
+        assert set(row) >= REPORT_KEYS, name
         assert row["samples"] == 2
     # Soundness, measured independently: reset and backtrack never return a violating text.
     assert report["strategies"]["backtrack"]["violation_rate"] == 0.0

@@ -11,27 +11,7 @@ import pytest
 
 from shield.evaluation import Sample, SampleStore, build_report, write_report
 from shield.evaluation.plots import PLOT_FILES
-from tests.evaluation.helpers import make_config
-
-REPORT_KEYS = {
-    "violation_rate",
-    "toxicity_rate",
-    "expected_max_toxicity",
-    "mean_generated_tokens",
-    "mean_kept_tokens",
-    "discard_ratio",
-    "rollbacks_per_sample",
-    "tokens_per_second",
-    "perplexity",
-    "perplexity_clean",
-    "distinct_1",
-    "distinct_2",
-    "samples",
-    "prompts",
-    "violation_rate_ci",
-    "toxicity_rate_ci",
-    "expected_max_toxicity_ci",
-}
+from tests.evaluation.helpers import REPORT_KEYS, make_config
 
 
 def _sample(
