@@ -131,7 +131,7 @@ def reference(repeats: int, quick: bool) -> dict[str, float]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from decoders.loading import bundled_model_path
+    from decoders.paths import bundled_model_path
 
     torch.set_num_threads(os.cpu_count() or 1)
     path = bundled_model_path()

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 
 import shield
+from shield.automata.normalize import LEET
 from shield.lifting import byte_level_decode
-from shield.normalize import LEET
 from shield.rules import MatchOptions, RegexRule, Rule, WordsRule
 
 N_WORDS = 1000

@@ -15,8 +15,7 @@ is built from (all pure; see :mod:`decoders.step` for how a loop body composes t
 """
 
 from decoders.api import generate, resolve_judge
-from decoders.config import DecodeConfig, ModelConfig
-from decoders.generate import (
+from decoders.batch import (
     FINISH_REASONS,
     GenerationResult,
     GenerationStats,
@@ -25,10 +24,12 @@ from decoders.generate import (
     generate_plain,
     prepare,
 )
+from decoders.config import DecodeConfig, ModelConfig
 from decoders.linear import QuantizedLinear
-from decoders.loading import Model, bundled_model_path, cache_root, load_model
+from decoders.loading import Model, load_model
 from decoders.model import KVCache, Params, init_params
 from decoders.native import NativeKernelError
+from decoders.paths import bundled_model_path, cache_root
 from decoders.quantize import WEIGHT_FORMATS, quantize_params
 from decoders.sampling import SamplingConfig, row_keys, sample
 from decoders.sharding import batch_mesh, replicate, shard_state

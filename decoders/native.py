@@ -6,7 +6,7 @@ before the dot, so int8 weights end up slower than float32 ones. The kernel in
 handler, called from jitted code through :func:`jax.ffi.ffi_call` like any other operation.
 
 The shared library is compiled on first use for the machine it runs on (``-march=native``) and
-stored under ``$SHIELD_CACHE_DIR/kernels/`` (see :func:`decoders.loading.cache_root`), keyed by the
+stored under ``$SHIELD_CACHE_DIR/kernels/`` (see :func:`decoders.paths.cache_root`), keyed by the
 source, the compiler, the JAX version and the CPU's feature flags, so a changed source or machine
 gets a fresh build and every later process only loads the file. The compiler is, in order,
 ``$SHIELD_CXX`` (a command line), the ``ziglang`` package installed with shield (a pinned,
@@ -35,6 +35,7 @@ from pathlib import Path
 
 import jax
 
+from decoders.paths import cache_root
 from shield.errors import DecoderError
 
 __all__ = [
@@ -125,7 +126,6 @@ def build_kernel(cache_directory: Path | None = None) -> Path:
     Raises:
         NativeKernelError: no compiler, or the compile failed (the message quotes the compiler).
     """
-    from decoders.loading import cache_root  # loading imports the model, which imports us
 
     command = compiler_command()
     directory = (cache_directory or cache_root() / "kernels") / _build_key(command)

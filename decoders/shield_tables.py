@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from shield.alphabet import END
+from shield.automata.alphabet import END
 from shield.checkpoints import closes_sentence
 
 __all__ = [

@@ -1,8 +1,8 @@
 """Shielded generation from the host: events in, cursor moves out.
 
 :func:`generate_shielded` prepares the batch like plain decoding, walks a forced prefill through
-the shield, then alternates between the device loop (:func:`decoders.backtrack.shielded_loop`) and
-the host's answers to the events it raises. Each row keeps its own :class:`~shield.backtrack.RowTrace`
+the shield, then alternates between the device loop (:func:`decoders.shielded_loop.shielded_loop`) and
+the host's answers to the events it raises. Each row keeps its own :class:`~shield.controller.RowTrace`
 and rewinds independently; a row's decisions never look at another row.
 """
 
@@ -19,7 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from decoders.backtrack import (
+from decoders.batch import prepare_run
+from decoders.loading import Model
+from decoders.shield_tables import ShieldTables, shield_tables
+from decoders.shielded_loop import (
     EVENT_EOS,
     EVENT_LENGTH,
     EVENT_NONE,
@@ -30,12 +33,9 @@ from decoders.backtrack import (
     init_carry,
     shielded_loop,
 )
-from decoders.generate import prepare_run
-from decoders.loading import Model
-from decoders.shield_tables import ShieldTables, shield_tables
 from decoders.state import FINISH_EOS, FINISH_LENGTH, RUNNING, finish, rewind
 from decoders.tokenizer import Tokenizer
-from shield.backtrack import RowTrace
+from shield.controller import RowTrace
 from shield.errors import DecoderError
 from shield.judge import Judge, MonitorState
 from shield.reference import Config, Finished, Machine, ReferenceSettings

@@ -30,6 +30,7 @@ import networkx as nx
 import shield
 from shield.policy import BacktrackPolicy
 from shield.reference import Config, Finished, Machine, ReferenceSettings
+from shield.result import REWINDING_STRATEGIES
 from shield.rules import AutomatonRule, LiteralRule, MatchOptions, RegexRule, WordsRule
 
 __all__ = ["Instance", "Report", "check", "default_instances", "explore", "main"]
@@ -150,7 +151,7 @@ def check(instance: Instance, max_nodes: int = 200_000) -> Report:
             )
             if event.kind == "rollback" and instance.strategy == "backtrack" and not within:
                 problems.append(f"bounded rollback: {event}")
-        shielded = instance.strategy in ("backtrack", "reset")
+        shielded = instance.strategy in REWINDING_STRATEGIES
         if shielded and done.reason != "refused":
             text = b"".join(VOCABULARY[t] for t in done.tokens).decode()
             found = compiled.scan(text)
@@ -213,7 +214,7 @@ def default_instances() -> list[Instance]:
         ),
     ]
     instances = []
-    for rules, policy, strategy in itertools.product(rule_sets, policies, ("backtrack", "reset")):
+    for rules, policy, strategy in itertools.product(rule_sets, policies, REWINDING_STRATEGIES):
         instances.append(Instance(rules=rules, policy=policy, strategy=strategy))
     instances.append(Instance(rules=rule_sets[0], policy=policies[0], prefill=(1, 2)))
     return instances

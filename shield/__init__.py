@@ -12,8 +12,8 @@ Typical use::
 """
 
 from shield.analysis import SpecReport, analyze
-from shield.build import compile_spec as compile
-from shield.dfa import DFA
+from shield.automata.dfa import DFA
+from shield.automata.limits import CompileLimits
 from shield.errors import (
     BudgetError,
     ClassifierError,
@@ -26,7 +26,6 @@ from shield.errors import (
     UnsupportedSpecError,
 )
 from shield.lifting import TokenShield, byte_level_decode, token_bytes
-from shield.limits import CompileLimits
 from shield.monitor import Shield, ShieldState, Verdict, Violation
 from shield.policy import BacktrackPolicy
 from shield.rules import (
@@ -40,6 +39,7 @@ from shield.rules import (
     RegexRule,
     WordsRule,
 )
+from shield.spec_compiler import compile_spec as compile
 
 __all__ = [
     "DFA",

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from shield.alphabet import END
-from shield.dfa import DFA
+from shield.automata.alphabet import END
+from shield.automata.dfa import DFA
 from shield.monitor import Shield
 
 __all__ = [

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from shield.alphabet import END
-from shield.backtrack import Failure
+from shield.automata.alphabet import END
 from shield.checkpoints import closes_sentence, is_checkpoint
 from shield.classifiers import judge as judge_windows
 from shield.classifiers import score
+from shield.controller import Failure
 from shield.policy import BacktrackPolicy
 from shield.result import Event
 from shield.rules import ClassifierRule

@@ -16,16 +16,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from shield.alphabet import END, N_SYMBOLS
+from shield.automata.alphabet import END, N_SYMBOLS
+from shield.automata.compiler import CompiledRule
+from shield.automata.merge import Component, merge_components
 from shield.errors import ModelLoadError
-from shield.merge import Component, merge_components
-
-if TYPE_CHECKING:
-    from shield.monitor import Shield
 
 __all__ = [
     "TokenShield",
@@ -124,7 +122,7 @@ class TokenShield:
 
     Attributes:
         rule_ids: the automaton rules of each component (``"a+b"`` when small rules were merged
-            into one table, see :mod:`shield.merge`).
+            into one table, see :mod:`shield.automata.merge`).
         byte_transitions: int32 [C, S_max, 257]; rows past a component's size are padding
             (self-loops); byte 256 is END.
         violating: bool [C, S_max].
@@ -172,11 +170,13 @@ class TokenShield:
         object.__setattr__(self, "_flat", flat)
 
     @staticmethod
-    def build(shield: Shield, source: Any, *, special: Sequence[bool] | None = None) -> TokenShield:
-        """Lift ``shield`` onto a vocabulary.
+    def build(
+        compiled: Sequence[CompiledRule], source: Any, *, special: Sequence[bool] | None = None
+    ) -> TokenShield:
+        """Lift compiled automaton rules onto a vocabulary (``Shield.lift`` calls this).
 
         Args:
-            shield: the compiled shield.
+            compiled: the compiled automaton rules, in spec order.
             source: a ``tokenizers.Tokenizer`` or a sequence of token byte strings.
             special: per-token special flags (for byte strings; special tokens should be ``b""``).
 
@@ -197,19 +197,11 @@ class TokenShield:
             raise ModelLoadError(
                 f"need one special flag per token and at least one token; got {len(flags)} and {len(tokens)}"
             )
-        # Small rules share one table (see shield.merge): fewer walks per token and per row.
+        # Small rules share one table (see shield.automata.merge): fewer walks per token and per row.
         components = merge_components(
-            [
-                Component(
-                    rule_ids=(r.rule_id,),
-                    table=r.dfa.byte_table().astype(np.int32),
-                    violating=np.asarray(r.dfa.accepting, dtype=bool),
-                    initial=int(r.dfa.initial),
-                )
-                for r in shield.compiled
-            ]
+            [Component(rule_ids=(r.rule_id,), dfa=r.dfa) for r in compiled]
         )
-        sizes = [comp.table.shape[0] for comp in components] or [1]
+        sizes = [comp.n_states for comp in components] or [1]
         c, s_max = len(components), max(sizes)
         table = np.tile(np.arange(s_max, dtype=np.int32)[None, :, None], (c, 1, N_SYMBOLS))
         violating = np.zeros((c, s_max), dtype=bool)
@@ -229,7 +221,7 @@ class TokenShield:
             token_lengths=lengths,
             special=np.array(flags, dtype=bool),
             token_bytes=tokens,
-            state_counts=np.array([comp.table.shape[0] for comp in components], dtype=np.int32),
+            state_counts=np.array(sizes[: len(components)], dtype=np.int32),
         )
 
     def step_token(self, states: np.ndarray, token_id: int) -> np.ndarray:

@@ -3,7 +3,7 @@
 Like an optax transformation, a shield is a pair of pure functions over an immutable state; the
 product of the rules stays implicit (a tuple of component states). A step reports the first
 violation it meets, with the rule id and the **exact start** of the violating match: among the
-matches whose detection happened at that symbol, the leftmost start (see :mod:`shield.reverse`).
+matches whose detection happened at that symbol, the leftmost start (see :mod:`shield.automata.reverse`).
 Violations are sticky: once violated, every later verdict repeats the first one.
 
 ``Shield.scan`` reports every violation in a text, per rule non-overlapping and in order (after a
@@ -14,17 +14,15 @@ offsets. ``first_violation`` gives byte offsets.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from shield.alphabet import END
-from shield.compile import CompiledRule
+from shield.automata.alphabet import END
+from shield.automata.compiler import CompiledRule
+from shield.lifting import TokenShield
 from shield.policy import BacktrackPolicy
 from shield.rules import ClassifierRule, Rule
-
-if TYPE_CHECKING:
-    from shield.lifting import TokenShield
 
 __all__ = ["Shield", "ShieldState", "Verdict", "Violation"]
 
@@ -264,9 +262,7 @@ class Shield:
         Returns:
             The token shield.
         """
-        from shield.lifting import TokenShield
-
-        return TokenShield.build(self, source, special=special)
+        return TokenShield.build(self.compiled, source, special=special)
 
 
 def _char_offsets(text: str, data: bytes) -> np.ndarray:

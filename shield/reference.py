@@ -16,8 +16,8 @@ Semantics, per response position ``p`` (see ``proofs/`` for the theorems):
   ``backtrack`` while repairing a failed segment) with every token that would make an automaton
   rule fire removed; the random key is derived from ``(seed, p, attempt)``;
 - ``backtrack``/``reset``: the monitor reads the token's bytes; a violation, an unsafe classifier
-  window, or a failed end-of-text check is a :class:`~shield.backtrack.Failure`, handed to
-  :func:`~shield.backtrack.plan_rewind`; on exhaustion the row stops at its last accepted state
+  window, or a failed end-of-text check is a :class:`~shield.controller.Failure`, handed to
+  :func:`~shield.controller.plan_rewind`; on exhaustion the row stops at its last accepted state
   (``budget``) or returns the refusal (``refused``);
 - ``none``/``mask``: nothing is rewound; violations of the final text are reported as events.
 """
@@ -31,10 +31,17 @@ from typing import Literal
 
 import numpy as np
 
-from shield.backtrack import Exhausted, Failure, RowTrace, plan_rewind
 from shield.checkpoints import is_checkpoint
+from shield.controller import Exhausted, Failure, RowTrace, plan_rewind
 from shield.judge import Judge, MonitorState, token_index
-from shield.result import STRATEGIES, Event, GenerationResult, GenerationStats, TextStream
+from shield.result import (
+    REWINDING_STRATEGIES,
+    STRATEGIES,
+    Event,
+    GenerationResult,
+    GenerationStats,
+    TextStream,
+)
 from shield.sampling import SamplingConfig, sample_token
 
 __all__ = ["Choose", "Config", "Finished", "Machine", "ReferenceSettings", "reference_generate"]
@@ -140,7 +147,7 @@ class Machine:
         self.encode = encode
         self.policy = judge.policy
         self.limit = len(self.prefill) + settings.max_new_tokens
-        self.shielded = settings.strategy in ("backtrack", "reset")
+        self.shielded = settings.strategy in REWINDING_STRATEGIES
         self.never = judge.never(self.eos_ids)
         # Each transition is a model step, a forced token or a rewind, and every rewind discards
         # at least one token: this bounds the transitions of any run (termination, proofs/).

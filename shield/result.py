@@ -14,6 +14,8 @@ from shield.errors import DecoderError
 
 __all__ = [
     "FINISH_REASONS",
+    "REWINDING_STRATEGIES",
+    "SHIELDED_STRATEGIES",
     "STRATEGIES",
     "Event",
     "FinishReason",
@@ -23,8 +25,15 @@ __all__ = [
 ]
 
 FinishReason = Literal["eos", "length", "budget", "refused"]
-FINISH_REASONS: tuple[str, ...] = ("eos", "length", "budget", "refused")
-STRATEGIES: tuple[str, ...] = ("backtrack", "reset", "mask", "none")
+#: Why a generation ended, as ``finish_reason`` reports it.
+FINISH_REASONS: tuple[FinishReason, ...] = ("eos", "length", "budget", "refused")
+#: The decoding strategies of design §1: the baselines first, then ours. Evaluations run and
+#: report them in this order; every other list of strategies is derived from this one.
+STRATEGIES: tuple[str, ...] = ("none", "mask", "reset", "backtrack")
+#: The strategies that run the shield during decoding (``none`` only reports afterwards).
+SHIELDED_STRATEGIES: tuple[str, ...] = ("mask", "reset", "backtrack")
+#: The shielded strategies that rewind on a violation (``mask`` only masks, and reports).
+REWINDING_STRATEGIES: tuple[str, ...] = ("reset", "backtrack")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,7 @@ Example:
     'foo'
 """
 
-from specs._compile import locate, shield_for
+from specs.compiling import locate, shield_for
 from specs.library import library_names, library_path, load_library, resolve_spec_path
 from specs.loader import load, parse
 from specs.render import render

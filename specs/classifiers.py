@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 from shield.classifiers import BUILTIN_SCORERS, resolve_scorer
 from shield.errors import ClassifierError, SpecError
-from specs._check import Where, suggest
+from specs.validation import Where, suggest
 
 __all__ = ["check_scorer"]
 
@@ -41,7 +41,7 @@ def check_scorer(name: str, where: Where) -> None:
             imported, or it has no callable of that name.
 
     Example:
-        >>> from specs._lines import LineIndex
+        >>> from specs.lines import LineIndex
         >>> check_scorer("math:fsum", Where("<string>", LineIndex("")))  # any callable resolves
     """
     if name in BUILTIN_SCORERS:

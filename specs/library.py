@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from shield.errors import SpecError
-from specs._check import suggest
 from specs.loader import load
 from specs.spec import Spec
+from specs.validation import suggest
 
 __all__ = ["library_names", "library_path", "load_library", "resolve_spec_path"]
 

@@ -17,11 +17,11 @@ from typing import Any
 from shield.errors import SpecError, SpecSyntaxError
 from shield.policy import CHECKPOINTS, BacktrackPolicy
 from shield.rules import Rule
-from specs._check import Where, describe
-from specs._compile import compile_checked
-from specs._lines import LineIndex
+from specs.compiling import compile_checked
+from specs.lines import LineIndex
 from specs.lowering import lower_rule
 from specs.spec import Spec
+from specs.validation import Where, describe
 
 __all__ = ["load", "parse"]
 

@@ -35,8 +35,8 @@ from shield.rules import (
     Rule,
     WordsRule,
 )
-from specs._check import Where, describe, suggest
 from specs.classifiers import check_scorer
+from specs.validation import Where, describe, suggest
 from specs.words import read_words
 
 __all__ = ["RULE_ID_PATTERN", "RULE_KEYS", "lower_rule"]
@@ -71,7 +71,7 @@ def lower_rule(table: Any, where: Where, base_dir: Path) -> Rule:
         SpecError: a word file, package resource or classifier cannot be found.
 
     Example:
-        >>> from specs._lines import LineIndex
+        >>> from specs.lines import LineIndex
         >>> where = Where("<string>", LineIndex(""), ("rule", 0))
         >>> lower_rule({"id": "a", "forbid": {"literal": "x"}}, where, Path("."))
         LiteralRule(id='a', literal='x', match=MatchOptions(case_insensitive=False, whole_word=False, normalize=frozenset()))

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from shield.errors import SpecError
-from specs._check import Where, describe, suggest
+from specs.validation import Where, describe, suggest
 
 __all__ = ["read_word_file", "read_words", "word_lines"]
 

@@ -53,7 +53,7 @@ def test_shield_and_specs_import_without_jax() -> None:
 def test_evaluation_package_imports_without_jax() -> None:
     result = _run(
         """
-        import shield.evaluation, shield.cli.eval
+        import shield.cli.evaluation, shield.cli.evaluate
         assert not any(m == "jax" or m.startswith("jax.") for m in sys.modules), "JAX was imported"
         assert "matplotlib" not in sys.modules, "matplotlib was imported"
         print("ok")

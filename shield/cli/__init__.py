@@ -1,4 +1,4 @@
-"""The ``shield`` command line: ``check``, ``scan``, ``generate``.
+"""The ``shield`` command line: ``check``, ``scan``, ``generate``, ``eval``.
 
 The CLI is the composition root of the project: it is the one place in ``shield`` that reaches
 into ``specs`` (to load a spec) and, lazily and only for ``generate``, into ``decoders`` (which
@@ -14,23 +14,22 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from shield.cli import check, evaluate, generate, scan
 from shield.errors import ShieldError
 
 __all__ = ["main"]
 
-_SUBCOMMANDS = ("check", "scan", "generate", "eval")
+#: The subcommands, by the name typed on the command line.
+_SUBCOMMANDS = {"check": check, "scan": scan, "generate": generate, "eval": evaluate}
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from importlib import import_module
-
     parser = argparse.ArgumentParser(
         prog="shield",
         description="Compile safety specs into automaton shields and run them over LLM generation.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in _SUBCOMMANDS:
-        module = import_module(f"shield.cli.{name}")
+    for name, module in _SUBCOMMANDS.items():
         sub = subparsers.add_parser(
             name,
             help=module.HELP,

@@ -26,12 +26,11 @@ import json
 import sys
 from typing import Any
 
+from shield.result import STRATEGIES
+
 HELP = "generate a response with a model, guarded by a spec"
 
-__all__ = ["HELP", "STRATEGIES", "WEIGHT_FORMATS", "add_arguments", "run"]
-
-#: The decoding strategies, in the order of design §1.
-STRATEGIES: tuple[str, ...] = ("backtrack", "reset", "mask", "none")
+__all__ = ["HELP", "WEIGHT_FORMATS", "add_arguments", "run"]
 #: decoders.quantize.WEIGHT_FORMATS, repeated here so the CLI parses without importing JAX.
 WEIGHT_FORMATS: tuple[str, ...] = ("dense", "int8")
 

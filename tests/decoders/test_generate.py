@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from decoders.generate import generate_plain
+from decoders.batch import generate_plain
 from decoders.loading import Model
 from decoders.tokenizer import Tokenizer
 from shield.errors import BudgetError, DecoderError

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import shield
-from decoders.generate import generate_plain
+from decoders.batch import generate_plain
 from decoders.loading import Model
 from decoders.shielded import generate_shielded, judge_for
 from decoders.tokenizer import Tokenizer

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from decoders.generate import generate_plain
+from decoders.batch import generate_plain
 from decoders.loading import Model
 from decoders.model import forward, init_cache, logits
 from decoders.tokenizer import Tokenizer

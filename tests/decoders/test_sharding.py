@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from decoders.generate import generate_plain
+from decoders.batch import generate_plain
 from decoders.loading import Model
 from decoders.sampling import SamplingConfig
 from decoders.sharding import batch_mesh, replicate, shard_state

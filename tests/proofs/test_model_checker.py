@@ -17,7 +17,7 @@ def test_instance_has_no_counterexample(index: int) -> None:
 
 def test_checker_finds_a_planted_bug(monkeypatch: pytest.MonkeyPatch) -> None:
     """The checker is not vacuous: a controller that forgets its bans loops, and it says so."""
-    import shield.backtrack as backtrack
+    import shield.controller as backtrack
     from shield.reference import Machine
 
     original = backtrack.plan_rewind

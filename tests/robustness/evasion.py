@@ -28,7 +28,7 @@ import json
 import random
 from pathlib import Path
 
-from shield.normalize import CONFUSABLES, LEET, SEPARATORS, ZERO_WIDTH
+from shield.automata.normalize import CONFUSABLES, LEET, SEPARATORS, ZERO_WIDTH
 
 __all__ = ["CLAIMS", "CLEAN", "CORPUS_PATH", "TRANSFORMS", "build_corpus", "sample_words"]
 

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import specs
+from shield.automata.regex import parse_regex
 from shield.errors import ShieldError
-from shield.regex import parse_regex
 
 _REGEX_ALPHABET = st.sampled_from([*list("ab()[]{}|*+?.^$\\-,:=!<>#Pdwsbx0129"), "(?", "(?i)"])
 _TOML_PIECES = st.sampled_from(

@@ -14,8 +14,8 @@ import tracemalloc
 import pytest
 
 import shield
+from shield.automata.limits import CompileLimits
 from shield.errors import CompileError, SpecError
-from shield.limits import CompileLimits
 from shield.rules import AfterRule, AtMostRule, LiteralRule, MatchOptions, RegexRule, WordsRule
 from tests.shield.helpers import Spec
 

@@ -7,7 +7,7 @@ import tomllib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from specs._lines import LineIndex
+from specs.lines import LineIndex
 from tests.specs.strategies import toml_documents
 
 

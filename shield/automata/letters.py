@@ -1,0 +1,325 @@
+"""Word lists at the level of characters: letter atoms and the letter-level matcher.
+
+A word list with normalisations is matched over *atoms*: the coarsest partition of code points
+such that every letter set (a letter with its case, leet, confusable, compatibility and accented
+stand-ins), the zero-width set, the separator set and the combining marks are unions of atoms, and
+no atom mixes ASCII word characters with other characters. The matcher is then built over atoms,
+as Aho–Corasick over letter classes, with the normalisations that change the *shape* of a word
+implemented as transitions rather than spelled-out variants:
+
+- ``repeats``: the state after a letter loops on the same letter class;
+- ``diacritics``: the state after a letter loops on combining marks;
+- ``zero_width`` and ``separators``: from the state after a letter, a gap may be crossed before the
+  next letter (any zero-width characters, at most one separator among them).
+
+A DFA state is the set of live trie positions (items) beyond the restart position, with the kind
+of the previous character where whole-word matching needs it. Detection and restart follow
+:mod:`shield.automata.determinize` exactly (a whole word is confirmed by the next non-word character or the
+end of the text; after a detection matching restarts after the detecting symbol), so the result
+is the same matcher as the subset construction of :func:`shield.automata.wordlist.words_pattern`, at the
+character level; :mod:`shield.automata.expand` turns it into bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from shield.automata.alphabet import KIND_END, KIND_OTHER, KIND_WORD, WORD_BYTES
+from shield.automata.minimize import coarsest_partition
+from shield.errors import CompileError
+
+__all__ = ["Atoms", "LetterMatcher", "letter_matcher", "make_atoms"]
+
+_L, _G1, _G2 = 0, 1, 2  # item phases: after a letter, in a gap before a separator, after one
+
+
+@dataclass(frozen=True, eq=False)
+class Atoms:
+    """A partition of the code points into atoms.
+
+    Attributes:
+        of_cp: atom of every code point that belongs to some set.
+        kinds: per atom, ``KIND_WORD``, ``KIND_OTHER`` or ``KIND_END``.
+        of_set: per input set, the atoms whose union it is.
+        other: atom of the non-word code points in no set (and of malformed bytes).
+        other_word: atom of the ASCII word characters in no set.
+        end: the END atom.
+    """
+
+    of_cp: dict[int, int]
+    kinds: tuple[int, ...]
+    of_set: tuple[frozenset[int], ...]
+    other: int
+    other_word: int
+    end: int
+
+    @property
+    def n_atoms(self) -> int:
+        """Number of atoms (END included)."""
+        return len(self.kinds)
+
+
+def _is_word(cp: int) -> bool:
+    return cp < 128 and bool(WORD_BYTES[cp])
+
+
+def make_atoms(sets: Sequence[frozenset[int]]) -> Atoms:
+    """The atoms of a family of code point sets.
+
+    Args:
+        sets: the sets (letter sets, gap sets).
+
+    Returns:
+        The partition.
+    """
+    membership: dict[int, int] = {}
+    for i, members in enumerate(sets):
+        bit = 1 << i
+        for cp in members:
+            membership[cp] = membership.get(cp, 0) | bit
+    index: dict[tuple[int, bool], int] = {}
+    kinds: list[int] = []
+    of_cp: dict[int, int] = {}
+    for cp in sorted(membership):
+        key = (membership[cp], _is_word(cp))
+        atom = index.get(key)
+        if atom is None:
+            atom = index[key] = len(kinds)
+            kinds.append(KIND_WORD if key[1] else KIND_OTHER)
+        of_cp[cp] = atom
+    of_set = tuple(
+        frozenset(atom for (mask, _), atom in index.items() if mask >> i & 1)
+        for i in range(len(sets))
+    )
+    other, other_word, end = len(kinds), len(kinds) + 1, len(kinds) + 2
+    kinds += [KIND_OTHER, KIND_WORD, KIND_END]
+    return Atoms(of_cp, tuple(kinds), of_set, other, other_word, end)
+
+
+@dataclass(frozen=True, eq=False)
+class LetterMatcher:
+    """A minimal matcher DFA over atoms.
+
+    Attributes:
+        table: int32 [n_states, n_atoms].
+        accepting: bool [n_states], "a match was just detected".
+        restart: the states of a fresh matcher after ``PREV_BEGIN``, ``PREV_WORD`` and
+            ``PREV_OTHER`` symbols.
+    """
+
+    table: np.ndarray
+    accepting: np.ndarray
+    restart: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class _Model:
+    """The word trie with the normalisations' transitions, as item → atom → items."""
+
+    children: list[dict[str, int]]
+    final: list[bool]
+    last: list[str]
+    letter_atoms: dict[str, frozenset[int]]
+    zero_width: frozenset[int]
+    separators: frozenset[int]
+    marks: frozenset[int]
+    repeats: bool
+
+    def moves(self, item: int) -> dict[int, list[int]]:
+        node, phase = divmod(item, 3)
+        out: dict[int, list[int]] = {}
+        for letter, child in self.children[node].items():
+            for atom in self.letter_atoms[letter]:
+                out.setdefault(atom, []).append(child * 3 + _L)
+        if node == 0:  # the root: only the first letter
+            return out
+        more = bool(self.children[node])
+        if phase == _L:
+            if self.repeats:
+                for atom in self.letter_atoms[self.last[node]]:
+                    out.setdefault(atom, []).append(item)
+            for atom in self.marks:
+                out.setdefault(atom, []).append(item)
+        if more and phase in (_L, _G1):
+            for atom in self.zero_width:
+                out.setdefault(atom, []).append(node * 3 + _G1)
+            for atom in self.separators:
+                out.setdefault(atom, []).append(node * 3 + _G2)
+        if more and phase == _G2:
+            for atom in self.zero_width:
+                out.setdefault(atom, []).append(item)
+        return out
+
+
+def _trie(words: Sequence[str]) -> tuple[list[dict[str, int]], list[bool], list[str]]:
+    children: list[dict[str, int]] = [{}]
+    final = [False]
+    last = [""]
+    for word in words:
+        node = 0
+        for letter in word:
+            child = children[node].get(letter)
+            if child is None:
+                child = children[node][letter] = len(children)
+                children.append({})
+                final.append(False)
+                last.append(letter)
+            node = child
+        final[node] = True
+    return children, final, last
+
+
+def letter_matcher(
+    words: Sequence[str],
+    letter_sets: dict[str, frozenset[int]],
+    gaps: tuple[frozenset[int], frozenset[int], frozenset[int]],
+    *,
+    repeats: bool,
+    whole_word: bool,
+    max_states: int,
+    max_cells: int,
+    max_seconds: float,
+    what: str,
+) -> tuple[LetterMatcher, Atoms]:
+    """The minimal letter-level matcher of a word list.
+
+    Args:
+        words: the words (validated).
+        letter_sets: the code points that may stand for each letter of the words.
+        gaps: the zero-width, separator and combining-mark code points (empty when off).
+        repeats: a letter may be repeated.
+        whole_word: matches must be whole words.
+        max_states: fuel for the subset construction.
+        max_cells: the letter table (states × atoms) may not hold more entries.
+        max_seconds: wall-clock budget of the construction.
+        what: names the rule in error messages.
+
+    Returns:
+        The matcher and its atoms.
+
+    Raises:
+        CompileError: more than ``max_states`` states or ``max_cells`` table entries, or more
+            than ``max_seconds``.
+    """
+    letters = sorted(letter_sets)
+    atoms = make_atoms([*(letter_sets[c] for c in letters), *gaps])
+    of_letter = dict(zip(letters, atoms.of_set, strict=False))
+    zero_width, separators, marks = atoms.of_set[len(letters) :]
+    children, final, last = _trie(words)
+    model = _Model(children, final, last, of_letter, zero_width, separators, marks, repeats)
+    fuel = min(max_states, max(1, max_cells // atoms.n_atoms))
+    table, accepting, restart = _Crawl(model, atoms, whole_word, fuel, what).run(max_seconds)
+    block = coarsest_partition(table, accepting.astype(np.int64))
+    count = int(block.max()) + 1
+    rep = np.zeros(count, dtype=np.int64)
+    rep[block[::-1]] = np.arange(block.size)[::-1]
+    minimal = block[table[rep]].astype(np.int32)
+    restarts = tuple(int(block[r]) for r in restart)
+    return (
+        LetterMatcher(minimal, accepting[rep], (restarts[0], restarts[1], restarts[2])),
+        atoms,
+    )
+
+
+class _Crawl:
+    """Breadth-first subset construction over atoms (see the module docstring)."""
+
+    def __init__(
+        self, model: _Model, atoms: Atoms, whole_word: bool, max_states: int, what: str
+    ) -> None:
+        self.model = model
+        self.atoms = atoms
+        self.whole_word = whole_word
+        self.max_states = max_states
+        self.what = what
+        self.moves: dict[int, dict[int, list[int]]] = {}
+        self.index: dict[tuple, int] = {}
+        self.keys: list[tuple] = []
+        n = atoms.n_atoms
+        self.other_atoms = [a for a in range(n) if atoms.kinds[a] == KIND_OTHER]
+        self.base: dict[int, list[int]] = {}
+
+    def id(self, key: tuple) -> int:
+        found = self.index.get(key)
+        if found is None:
+            if len(self.keys) >= self.max_states:
+                raise CompileError(
+                    f"{self.what}: the word automaton needs more than {self.max_states} letter "
+                    f"states over {self.atoms.n_atoms} letter classes (max_dfa_states or "
+                    "max_table_cells); use fewer words or normalisations, split the list into "
+                    "several rules, or raise CompileLimits.max_dfa_states / max_table_cells"
+                )
+            found = self.index[key] = len(self.keys)
+            self.keys.append(key)
+        return found
+
+    def item_moves(self, item: int) -> dict[int, list[int]]:
+        found = self.moves.get(item)
+        if found is None:
+            found = self.moves[item] = self.model.moves(item)
+        return found
+
+    def has_final(self, items: frozenset[int]) -> bool:
+        final = self.model.final
+        return any(final[i // 3] for i in items if i % 3 == _L)
+
+    def step(self, items: frozenset[int], prev: int, atom: int, finals: bool) -> tuple:
+        """The key after ``atom``; ``finals``: a whole word is pending in ``items``."""
+        kind = self.atoms.kinds[atom]
+        if kind == KIND_END:
+            return ("ED",) if finals else ("E",)
+        if finals and kind == KIND_OTHER:
+            return ("D", 0)
+        new: set[int] = set()
+        for item in items:
+            new.update(self.item_moves(item).get(atom, ()))
+        if prev == 0 or not self.whole_word:
+            new.update(self.item_moves(0).get(atom, ()))  # the root: a match may start here
+        new_prev = 1 if (kind == KIND_WORD and self.whole_word) else 0
+        if not self.whole_word and self.has_final(frozenset(new)):
+            return ("D", 0)
+        return ("S", frozenset(new), new_prev)
+
+    def row(self, key: tuple) -> list[int]:
+        n = self.atoms.n_atoms
+        if key[0] in ("E", "ED"):
+            return [self.id(("E",))] * n
+        prev = key[-1]
+        if prev not in self.base:
+            self.base[prev] = [self.id(self.step(frozenset(), prev, a, False)) for a in range(n)]
+        if key[0] == "D" or not key[1]:
+            return self.base[prev]
+        items: frozenset[int] = key[1]
+        row = list(self.base[prev])
+        touched: set[int] = set()
+        for item in items:
+            touched.update(self.item_moves(item))
+        finals = self.whole_word and self.has_final(items)
+        if finals:
+            touched.update(self.other_atoms)
+            touched.add(self.atoms.end)
+        for atom in touched:
+            row[atom] = self.id(self.step(items, prev, atom, finals))
+        return row
+
+    def run(self, max_seconds: float) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+        deadline = time.monotonic() + max_seconds
+        begin = self.id(("S", frozenset(), 0))
+        word = self.id(("S", frozenset(), 1 if self.whole_word else 0))
+        rows: list[list[int]] = []
+        # Invariant: rows[i] is the complete row of keys[i]; keys beyond len(rows) are queued.
+        while len(rows) < len(self.keys):
+            if len(rows) % 256 == 0 and time.monotonic() > deadline:
+                raise CompileError(
+                    f"{self.what}: the word automaton took more than max_rule_seconds="
+                    f"{max_seconds:g} (at {len(self.keys)} letter states); use fewer words or "
+                    "normalisations, or raise CompileLimits.max_rule_seconds"
+                )
+            rows.append(self.row(self.keys[len(rows)]))
+        table = np.array(rows, dtype=np.int64)
+        accepting = np.array([k[0] in ("D", "ED") for k in self.keys], dtype=bool)
+        return table, accepting, (begin, word, begin)

@@ -1,0 +1,183 @@
+"""Word lists: a direct Aho–Corasick matcher over letter classes, and the same language as an AST.
+
+The construction, "the text contains one of the words":
+
+- :func:`words_matcher` builds the matcher DFA directly: Aho–Corasick over letter atoms with the
+  shape-changing normalisations as transitions (:mod:`shield.automata.letters`), minimised at the letter
+  level, then expanded to bytes (:mod:`shield.automata.expand`). It never spells out variant strings, so its
+  cost grows with the trie, not with the number of spellings.
+- :func:`words_pattern` builds a trie over the words' letter patterns and returns it as a pattern
+  AST with whole-word assertions where asked. Its NFA is what reverse scans use to find the start
+  of a match, and its subset construction is the reference the direct matcher is tested against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from shield.automata.determinize import Matcher
+from shield.automata.expand import expand
+from shield.automata.letters import letter_matcher
+from shield.automata.limits import CompileLimits
+from shield.automata.normalize import (
+    COMBINING_MARKS,
+    SEPARATORS,
+    ZERO_WIDTH,
+    letter_gap,
+    letter_set,
+    letter_unit,
+)
+from shield.automata.syntax import (
+    NOT_AFTER_WORD_MASK,
+    NOT_BEFORE_WORD_MASK,
+    Alt,
+    Assert,
+    CharSet,
+    Concat,
+    Node,
+)
+from shield.errors import CompileError, SpecSyntaxError
+from shield.rules import MatchOptions
+
+__all__ = ["check_words", "words_matcher", "words_pattern"]
+
+
+def check_words(words: Sequence[str], limits: CompileLimits, *, what: str) -> tuple[str, ...]:
+    """Validate a word list.
+
+    Args:
+        words: the words.
+        limits: ``max_words`` and ``max_word_chars`` apply.
+        what: names the rule in error messages.
+
+    Returns:
+        The words, de-duplicated in first-seen order.
+
+    Raises:
+        SpecSyntaxError: the list is empty or holds an empty word.
+        CompileError: a limit is exceeded.
+    """
+    if not words:
+        raise SpecSyntaxError(f"{what}: the word list is empty; give at least one word")
+    if len(words) > limits.max_words:
+        raise CompileError(
+            f"{what}: {len(words)} words exceed max_words={limits.max_words}; "
+            "split the list or raise CompileLimits.max_words"
+        )
+    for word in words:
+        if not word:
+            raise SpecSyntaxError(f"{what}: the word list holds an empty word; remove it")
+        if len(word) > limits.max_word_chars:
+            raise CompileError(
+                f"{what}: word {word[:20]!r}... has {len(word)} characters, over "
+                f"max_word_chars={limits.max_word_chars}; shorten it or raise the limit"
+            )
+    unique = tuple(dict.fromkeys(words))
+    # Every distinct prefix of a word is a distinct state of the matcher: fail fast when the
+    # prefixes alone exceed the state limit, before any subset construction.
+    prefixes: set[str] = set()
+    for word in unique:
+        prefixes.update(word[:i] for i in range(1, len(word) + 1))
+        if len(prefixes) > limits.max_dfa_states:
+            raise CompileError(
+                f"{what}: the word list has more than max_dfa_states={limits.max_dfa_states} "
+                "distinct prefixes; split it into several rules or raise CompileLimits.max_dfa_states"
+            )
+    return unique
+
+
+def _points(chars: CharSet) -> frozenset[int]:
+    return frozenset(cp for lo, hi in chars.ranges for cp in range(lo, hi + 1))
+
+
+def words_matcher(
+    words: Sequence[str], match: MatchOptions, limits: CompileLimits, *, what: str
+) -> Matcher:
+    """The matcher DFA of a word list, built directly (no subset construction over bytes).
+
+    Args:
+        words: validated words (see :func:`check_words`).
+        match: case folding, whole-word matching and normalisations.
+        limits: ``max_dfa_states`` bounds the letter-level and the byte-level automaton.
+        what: names the rule in error messages.
+
+    Returns:
+        The matcher, equivalent to determinising :func:`words_pattern`.
+
+    Raises:
+        CompileError: a state limit is exceeded.
+    """
+    norm = match.normalize
+    sets = {
+        c: _points(letter_set(c, norm, match.case_insensitive)) for c in sorted(set("".join(words)))
+    }
+    none: frozenset[int] = frozenset()
+    gaps = (
+        frozenset(map(ord, ZERO_WIDTH)) if "zero_width" in norm else none,
+        frozenset(map(ord, SEPARATORS)) if "separators" in norm else none,
+        _points(COMBINING_MARKS) if "diacritics" in norm else none,
+    )
+    letters, atoms = letter_matcher(
+        words,
+        sets,
+        gaps,
+        repeats="repeats" in norm,
+        whole_word=match.whole_word,
+        max_states=limits.max_dfa_states,
+        max_cells=limits.max_table_cells,
+        max_seconds=limits.max_rule_seconds,
+        what=what,
+    )
+    return expand(letters, atoms, max_states=limits.max_dfa_states, what=what)
+
+
+def words_pattern(words: Sequence[str], match: MatchOptions) -> Node:
+    """The pattern AST matching any of ``words`` under ``match``.
+
+    Args:
+        words: validated words (see :func:`check_words`).
+        match: case folding, whole-word matching and normalisations.
+
+    Returns:
+        The AST: a trie of letter patterns, wrapped in whole-word assertions when asked.
+    """
+    units: dict[str, Node] = {}
+
+    def unit(letter: str) -> Node:
+        if letter not in units:
+            units[letter] = letter_unit(letter, match.normalize, match.case_insensitive)
+        return units[letter]
+
+    # Trie over letter patterns: node = (dict unit -> child, is_end).
+    root: dict[Node, list] = {}
+    ends: set[int] = set()
+    for word in words:
+        node = root
+        for letter in word:
+            node = node.setdefault(unit(letter), [{}])[0]
+        ends.add(id(node))
+    gap = letter_gap(match.normalize)
+    pattern = _trie_ast(root, ends, gap)
+    if match.whole_word:
+        pattern = Concat((Assert(NOT_AFTER_WORD_MASK), pattern, Assert(NOT_BEFORE_WORD_MASK)))
+    return pattern
+
+
+def _trie_ast(root: dict, ends: set[int], gap: Node | None) -> Node:
+    """The AST of a trie: at each node, end here or continue with (gap) one of the children."""
+
+    def below(node: dict) -> Node:
+        branches = [Concat((letter, continuation(child))) for letter, (child,) in node.items()]
+        return branches[0] if len(branches) == 1 else Alt(tuple(branches))
+
+    def continuation(node: dict) -> Node:
+        if not node:
+            return Concat(())
+        more = below(node)
+        if gap is not None:
+            more = Concat((gap, more))
+        if id(node) in ends:
+            return Alt((Concat(()), more))
+        return more
+
+    return below(root)
