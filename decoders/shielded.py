@@ -37,7 +37,8 @@ from decoders.state import FINISH_EOS, FINISH_LENGTH, RUNNING, finish, rewind
 from decoders.tokenizer import Tokenizer
 from shield.controller import RowTrace
 from shield.errors import DecoderError
-from shield.judge import Judge, MonitorState
+from shield.judge import Judge
+from shield.lifting import MonitorState
 from shield.reference import Config, Finished, Machine, ReferenceSettings
 from shield.result import Event, FinishReason, GenerationResult, GenerationStats, TextStream
 

@@ -24,13 +24,12 @@ from shield.checkpoints import closes_sentence, is_checkpoint
 from shield.classifiers import judge as judge_windows
 from shield.classifiers import score
 from shield.controller import Failure
+from shield.lifting import MonitorState
 from shield.policy import BacktrackPolicy
 from shield.result import Event
 from shield.rules import ClassifierRule
 
-__all__ = ["Judge", "MonitorState", "Violation", "Window", "token_index"]
-
-MonitorState = tuple[int, ...]
+__all__ = ["Judge", "Violation", "Window", "token_index"]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,6 +26,7 @@ from shield.automata.merge import Component, merge_components
 from shield.errors import ModelLoadError
 
 __all__ = [
+    "MonitorState",
     "TokenShield",
     "byte_level_decode",
     "token_bytes",
@@ -33,6 +34,10 @@ __all__ = [
 ]
 
 _CACHE_ROWS = 4096
+
+#: The state of a lifted shield: one automaton state per component of :class:`TokenShield`
+#: (the implicit product), hashable so that reference configurations can hold it.
+MonitorState = tuple[int, ...]
 
 
 @cache

@@ -33,7 +33,8 @@ import numpy as np
 
 from shield.checkpoints import is_checkpoint
 from shield.controller import Exhausted, Failure, RowTrace, plan_rewind
-from shield.judge import Judge, MonitorState, token_index
+from shield.judge import Judge, token_index
+from shield.lifting import MonitorState
 from shield.result import (
     REWINDING_STRATEGIES,
     STRATEGIES,
