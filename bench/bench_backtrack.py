@@ -27,10 +27,12 @@ import numpy as np
 import shield
 import specs
 from decoders import WEIGHT_FORMATS, load_model
-from decoders.batch import generate_plain, prepare
+from decoders.batch import prepare
 from decoders.config import DecodeConfig
+from decoders.plain import generate_plain
 from decoders.sampling import SamplingConfig
-from decoders.shielded import device_tables, generate_shielded, judge_for
+from decoders.shield_tables import device_tables
+from decoders.shielded import generate_shielded, judge_for
 from decoders.shielded_loop import LoopConfig, init_carry, shielded_loop
 from decoders.state import init_state, rewind
 from decoders.step import decode_logits, decode_loop, prefill

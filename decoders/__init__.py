@@ -8,36 +8,34 @@ is built from (all pure; see :mod:`decoders.step` for how a loop body composes t
 * model steps: :func:`prefill`, :func:`decode_logits`, :func:`advance`, :func:`plain_step`,
   :func:`decode_loop`, :func:`run`;
 * sampling: :class:`SamplingConfig`, :func:`row_keys`, :func:`sample`;
-* host side: :func:`prepare`, :func:`collect`, :class:`GenerationResult`;
+* host side: :class:`DecodeOptions` (the generation arguments), :func:`prepare`,
+  :func:`collect`, :class:`GenerationResult`;
 * sharding: :func:`batch_mesh`, :func:`shard_state`, :func:`replicate`;
 * weights: :data:`WEIGHT_FORMATS`, :class:`QuantizedLinear`, :func:`quantize_params`,
   :class:`NativeKernelError` (int8 weights and their CPU kernel, see :mod:`decoders.quantize`).
 """
 
 from decoders.api import generate, resolve_judge
-from decoders.batch import (
-    FINISH_REASONS,
-    GenerationResult,
-    GenerationStats,
-    Prepared,
-    collect,
-    generate_plain,
-    prepare,
-)
+from decoders.batch import Prepared, collect, prepare
 from decoders.config import DecodeConfig, ModelConfig
 from decoders.linear import QuantizedLinear
 from decoders.loading import Model, load_model
 from decoders.model import KVCache, Params, init_params
 from decoders.native import NativeKernelError
+from decoders.options import DecodeOptions
 from decoders.paths import bundled_model_path, cache_root
+from decoders.plain import generate_plain
 from decoders.quantize import WEIGHT_FORMATS, quantize_params
 from decoders.sampling import SamplingConfig, row_keys, sample
 from decoders.sharding import batch_mesh, replicate, shard_state
 from decoders.shielded import generate_shielded, judge_for
 from decoders.state import (
+    FINISH_BUDGET,
     FINISH_CACHE_FULL,
     FINISH_EOS,
     FINISH_LENGTH,
+    FINISH_REASONS,
+    FINISH_REFUSED,
     RUNNING,
     DecodeState,
     Snapshot,
@@ -49,15 +47,19 @@ from decoders.state import (
 )
 from decoders.step import advance, decode_logits, decode_loop, plain_step, prefill, run
 from decoders.tokenizer import Tokenizer
+from shield.result import GenerationResult, GenerationStats
 
 __all__ = [
+    "FINISH_BUDGET",
     "FINISH_CACHE_FULL",
     "FINISH_EOS",
     "FINISH_LENGTH",
     "FINISH_REASONS",
+    "FINISH_REFUSED",
     "RUNNING",
     "WEIGHT_FORMATS",
     "DecodeConfig",
+    "DecodeOptions",
     "DecodeState",
     "GenerationResult",
     "GenerationStats",

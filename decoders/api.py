@@ -1,6 +1,6 @@
 """``decoders.generate``: one entry point for the four strategies.
 
-``none`` is plain decoding (:func:`decoders.generate.generate_plain`) with the spec's violations of
+``none`` is plain decoding (:func:`decoders.plain.generate_plain`) with the spec's violations of
 each final text reported as events; ``mask``, ``reset`` and ``backtrack`` are shielded decoding
 (:func:`decoders.shielded.generate_shielded`). Every strategy returns
 :class:`shield.result.GenerationResult` values with the fields of ``shield generate --json``.
@@ -9,11 +9,12 @@ each final text reported as events; ``mask``, ``reset`` and ``backtrack`` are sh
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from decoders.batch import generate_plain
 from decoders.loading import Model
+from decoders.options import DecodeOptions
+from decoders.plain import generate_plain
 from decoders.shielded import generate_shielded, judge_for
 from decoders.tokenizer import Tokenizer
 from shield.errors import DecoderError
@@ -55,20 +56,12 @@ def generate(
     model: Model,
     tokenizer: Tokenizer,
     prompts: Sequence[str],
+    options: DecodeOptions | None = None,
+    /,
     *,
     spec: Any = None,
     strategy: str | None = None,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_p: float | None = 0.9,
-    top_k: int | None = None,
-    seed: int | Sequence[int] = 0,
-    chat: bool = False,
-    prefill: str | None = None,
-    max_slots: int | None = None,
-    mesh: Any = None,
-    chunk: int = 32,
-    stream: Callable[[int, str], None] | None = None,
+    **fields: Any,
 ) -> list[GenerationResult]:
     """Generate responses to ``prompts``, shielded by ``spec`` with ``strategy``.
 
@@ -76,28 +69,24 @@ def generate(
         model: from :func:`decoders.load_model`.
         tokenizer: its tokenizer.
         prompts: one text per row; rows of different lengths are batched.
+        options: the decoding options; or give their fields as keyword arguments
+            (``max_new_tokens`` is required; ``temperature=1.0``, ``top_p=0.9``, ``top_k=None``,
+            ``seed=0`` (one for every row or one per prompt), ``chat=False``, ``prefill=None``,
+            ``max_slots=None``, ``mesh=None``, ``chunk=32``, ``stream=None``: see
+            :class:`~decoders.options.DecodeOptions`). Keyword fields given with ``options``
+            replace its values.
         spec: a :class:`specs.Spec`, a compiled :class:`shield.Shield` or a
             :class:`~shield.judge.Judge`; None only with strategy ``none``.
         strategy: ``backtrack`` (default with a spec), ``reset``, ``mask`` or ``none`` (default
             without a spec: plain decoding; with a spec its violations are reported as events).
-        max_new_tokens: tokens generated after the prompt and the prefill.
-        temperature: 0 for greedy decoding. top_p: nucleus mass (None: off). top_k: (None: off).
-        seed: one seed for every row or one per prompt; draws are keyed by (seed, position,
-            attempt), so a row's output never depends on the rest of the batch.
-        chat: render each prompt as a user turn of the model's chat template.
-        prefill: text forced at the start of every response (a prefilling attack); it is part of
-            the response and the shield may roll it back.
-        max_slots: cache slots per row (default: just enough).
-        mesh: a device mesh to shard the batch over; True for all local devices.
-        chunk: the most device steps between host synchronisations.
-        stream: called as ``stream(row, text)`` with text that can no longer be rolled back.
+        **fields: fields of :class:`~decoders.options.DecodeOptions`.
 
     Returns:
         One :class:`~shield.result.GenerationResult` per prompt.
 
     Raises:
-        DecoderError: bad arguments. BudgetError: the request does not fit the cache.
-        ClassifierError: a classifier rule's scorer failed (fail closed).
+        DecoderError: bad arguments (an unknown option is named). BudgetError: the request does
+            not fit the cache. ClassifierError: a classifier rule's scorer failed (fail closed).
 
     Example:
         >>> model, tokenizer = load_model()  # doctest: +SKIP
@@ -113,24 +102,12 @@ def generate(
         raise DecoderError(
             f"generate: strategy {chosen!r} needs a spec; pass spec=specs.load(path)."
         )
-    common: dict[str, Any] = dict(
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        seed=seed,
-        chat=chat,
-        prefill=prefill,
-        max_slots=max_slots,
-        mesh=mesh,
-        chunk=chunk,
-        stream=stream,
-    )
+    options = DecodeOptions.build(options, **fields)
     if chosen == "none":
-        results = generate_plain(model, tokenizer, prompts, **common)
+        results = generate_plain(model, tokenizer, prompts, options)
         if spec is None:
             return results
         judge = resolve_judge(spec, tokenizer)
         return [dataclasses.replace(r, events=tuple(judge.report(r.tokens))) for r in results]
     judge = resolve_judge(spec, tokenizer)
-    return generate_shielded(model, tokenizer, prompts, judge=judge, strategy=chosen, **common)
+    return generate_shielded(model, tokenizer, prompts, options, judge=judge, strategy=chosen)

@@ -1,17 +1,17 @@
-"""``generate``: plain decoding of a batch of prompts, and the host-side helpers around it.
+"""The host side of a decoding batch: prompts in, a prefilled state out, results back.
 
 :func:`prepare` turns prompts into a prefilled :class:`DecodeState` (chat rendering, a forced
 response start, per-row seeds, padding to the mesh, sharding); :func:`collect` turns a finished
-state into :class:`GenerationResult` values with the fields of ``shield generate --json``.
-A shielded strategy reuses both and replaces only the loop in between.
+state into :class:`GenerationResult` values with the fields of ``shield generate --json``. Plain
+decoding (:mod:`decoders.plain`) and shielded decoding (:mod:`decoders.shielded`) share both and
+differ only in the loop in between.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable, Sequence
-from typing import cast
+from collections.abc import Sequence
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -21,33 +21,19 @@ from jax.sharding import Mesh
 from decoders.config import DecodeConfig
 from decoders.loading import Model
 from decoders.model import Params
+from decoders.options import DecodeOptions
 from decoders.sampling import SamplingConfig
 from decoders.sharding import batch_mesh, replicate, shard_state
-from decoders.state import FINISH_CACHE_FULL, FINISH_EOS, FINISH_LENGTH, DecodeState, finish
+from decoders.state import FINISH_LENGTH, FINISH_REASONS, DecodeState, finish
 from decoders.state import init_state as _init_state
+from decoders.step import attention_window
 from decoders.step import prefill as _prefill
-from decoders.step import run
 from decoders.tokenizer import Tokenizer
 from shield.errors import BudgetError, DecoderError
 from shield.result import FinishReason, GenerationResult, GenerationStats
 
-__all__ = [
-    "FINISH_REASONS",
-    "GenerationResult",
-    "GenerationStats",
-    "Prepared",
-    "collect",
-    "generate_plain",
-    "prepare",
-    "prepare_run",
-]
+__all__ = ["Prepared", "collect", "prepare", "prepare_run", "stop_cut"]
 
-#: JSON names of the finish codes (strategies add ``budget`` and ``refused``).
-FINISH_REASONS: dict[int, str] = {
-    FINISH_EOS: "eos",
-    FINISH_LENGTH: "length",
-    FINISH_CACHE_FULL: "length",
-}
 _SLOT_QUANTUM = 64  # cache sizes are rounded up to this, so similar requests share compilations
 
 
@@ -66,32 +52,39 @@ def prepare(
     model: Model,
     tokenizer: Tokenizer,
     prompts: Sequence[str],
-    *,
-    max_new_tokens: int,
-    seed: int | Sequence[int] = 0,
-    chat: bool = False,
-    prefill: str | None = None,
-    max_slots: int | None = None,
-    mesh: Mesh | None = None,
+    options: DecodeOptions | None = None,
+    /,
+    **fields: Any,
 ) -> Prepared:
-    """Tokenize and prefill ``prompts``; see :func:`generate` for the arguments.
+    """Tokenize and prefill ``prompts``.
+
+    Args:
+        model: from :func:`decoders.load_model`.
+        tokenizer: its tokenizer.
+        prompts: one text per row.
+        options: the decoding options (or give their fields as keyword arguments); ``mesh``
+            here must be a mesh or None.
+        **fields: fields of :class:`~decoders.options.DecodeOptions`.
+
+    Returns:
+        The prefilled batch.
 
     Raises:
         DecoderError: no prompts, an empty prompt, or seeds that do not match the prompts.
         BudgetError: prompt plus response does not fit ``max_slots`` or the model's context.
     """
+    options = DecodeOptions.build(options, **fields)
+    max_new_tokens, prefill, max_slots = options.max_new_tokens, options.prefill, options.max_slots
+    mesh: Mesh | None = options.mesh
     if not prompts or max_new_tokens < 1:
         raise DecoderError(
             f"generate: expected at least one prompt and max_new_tokens >= 1, received "
             f"{len(prompts)} prompts and max_new_tokens={max_new_tokens}."
         )
-    seeds = [seed] * len(prompts) if isinstance(seed, int) else list(seed)
-    if len(seeds) != len(prompts):
-        raise DecoderError(
-            f"generate: expected one seed per prompt ({len(prompts)}), received {len(seeds)}."
-        )
+    seeds = options.seeds(len(prompts))
     texts = [
-        tokenizer.render_chat([{"role": "user", "content": p}]) if chat else p for p in prompts
+        tokenizer.render_chat([{"role": "user", "content": p}]) if options.chat else p
+        for p in prompts
     ]
     prompt_ids = [tokenizer.encode(text) for text in texts]
     forced = tokenizer.encode(prefill, add_bos=False) if prefill else []
@@ -120,7 +113,7 @@ def prepare(
     params = model.params
     if mesh is not None:
         state, params = shard_state(state, mesh), replicate(params, mesh)
-    window = min(max(64, 1 << int(lengths.max() - 1).bit_length()), slots)
+    window = attention_window(int(lengths.max()), slots)
     state = _prefill(
         params, model.config, state, jnp.asarray(tokens), jnp.asarray(lengths), window=window
     )
@@ -135,34 +128,40 @@ def prepare(
 
 
 def prepare_run(
-    model: Model,
-    tokenizer: Tokenizer,
-    prompts: Sequence[str],
-    *,
-    max_new_tokens: int,
-    temperature: float,
-    top_p: float | None,
-    top_k: int | None,
-    seed: int | Sequence[int],
-    chat: bool,
-    prefill: str | None,
-    max_slots: int | None,
-    mesh: Mesh | bool | None,
+    model: Model, tokenizer: Tokenizer, prompts: Sequence[str], options: DecodeOptions
 ) -> tuple[SamplingConfig, Prepared, Params]:
     """What every decoding path needs first: the sampling rule, the prefilled batch, the weights
-    (replicated over the mesh when there is one). See :func:`generate_plain` for the arguments."""
-    sampling = SamplingConfig(temperature=temperature, top_p=top_p, top_k=top_k)
-    chosen = batch_mesh() if mesh is True else (mesh or None)
-    prepared = prepare(
-        model, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed, chat=chat,
-        prefill=prefill, max_slots=max_slots, mesh=chosen,
-    )  # fmt: skip
+    (replicated over the mesh when there is one).
+
+    Args:
+        model: from :func:`decoders.load_model`.
+        tokenizer: its tokenizer.
+        prompts: one text per row.
+        options: the decoding options (``mesh=True`` picks all local devices).
+
+    Returns:
+        ``(sampling, prepared, params)``.
+    """
+    sampling = SamplingConfig(
+        temperature=options.temperature, top_p=options.top_p, top_k=options.top_k
+    )
+    chosen = batch_mesh() if options.mesh is True else (options.mesh or None)
+    prepared = prepare(model, tokenizer, prompts, dataclasses.replace(options, mesh=chosen))
     params = model.params if chosen is None else replicate(model.params, chosen)
     return sampling, prepared, params
 
 
-def _stop_cut(tokenizer: Tokenizer, ids: list[int], stop: Sequence[str]) -> int | None:
-    """The shortest prefix length of ``ids`` whose text contains a stop string, or None."""
+def stop_cut(tokenizer: Tokenizer, ids: list[int], stop: Sequence[str]) -> int | None:
+    """The shortest prefix length of ``ids`` whose text contains a stop string, or None.
+
+    Args:
+        tokenizer: decodes the ids.
+        ids: a response's token ids.
+        stop: the stop strings.
+
+    Returns:
+        The length of the shortest prefix whose text contains one, or None.
+    """
 
     def text(prefix: list[int]) -> str:
         return tokenizer.decode(prefix, skip_special_tokens=True)
@@ -187,13 +186,24 @@ def collect(
     wall_seconds: float,
     stop: Sequence[str] = (),
 ) -> list[GenerationResult]:
-    """Read the finished ``state`` back into one :class:`GenerationResult` per real row."""
+    """Read the finished ``state`` back into one :class:`GenerationResult` per real row.
+
+    Args:
+        prepared: what :func:`prepare` returned.
+        state: the finished state.
+        tokenizer: decodes the responses.
+        wall_seconds: the wall time of the call, reported in every row's stats.
+        stop: stop strings; a response is cut after the token that completes one.
+
+    Returns:
+        One result per prompt, in order.
+    """
     host = jax.device_get(state)
     results = []
     for b in range(prepared.rows):
         ids = [int(t) for t in host.tokens[b, host.start[b] : host.cursor[b]]]
-        reason = FINISH_REASONS.get(int(host.finish[b]), "length")
-        cut = _stop_cut(tokenizer, ids, stop)
+        reason = FINISH_REASONS.get(int(host.finish[b]), "length")  # plain rows end by length
+        cut = stop_cut(tokenizer, ids, stop)
         if cut is not None:
             ids, reason = ids[:cut], "eos"
         stats = GenerationStats(
@@ -210,96 +220,4 @@ def collect(
                 text=text, finish_reason=cast(FinishReason, reason), tokens=tuple(ids), stats=stats
             )
         )
-    return results
-
-
-def generate_plain(
-    model: Model,
-    tokenizer: Tokenizer,
-    prompts: Sequence[str],
-    *,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_p: float | None = 0.9,
-    top_k: int | None = None,
-    seed: int | Sequence[int] = 0,
-    chat: bool = False,
-    prefill: str | None = None,
-    stop: Sequence[str] | None = None,
-    max_slots: int | None = None,
-    mesh: Mesh | bool | None = None,
-    chunk: int = 32,
-    stream: Callable[[int, str], None] | None = None,
-) -> list[GenerationResult]:
-    """Plain decoding (strategy ``none``) of a batch of prompts of different lengths.
-
-    Args:
-        model: from :func:`decoders.load_model`.
-        tokenizer: its tokenizer.
-        prompts: one text per row.
-        max_new_tokens: tokens to generate after the prompt and the prefill.
-        temperature: 0 for greedy decoding.
-        top_p: nucleus mass (None: off). top_k: top-k cut (None: off).
-        seed: one seed for every row or one per prompt; a row's tokens depend only on its own
-            prompt and seed, never on the rest of the batch.
-        chat: render each prompt as a user turn of the chat template.
-        prefill: text forced at the start of every response (part of the returned response).
-        stop: strings that end a response; it is cut after the token that completes one.
-        max_slots: cache slots per row (default: just enough, rounded up to 64).
-        mesh: a device mesh to shard the batch over; True for all local devices.
-        chunk: decode steps per jitted chunk.
-        stream: called as ``stream(row, text)`` with each newly final piece of a response
-            (after every chunk; an incomplete UTF-8 character is held back).
-
-    Returns:
-        One :class:`GenerationResult` per prompt, in order.
-
-    Raises:
-        DecoderError: invalid arguments. BudgetError: the request does not fit the cache.
-
-    Example:
-        >>> model, tok = load_model()  # doctest: +SKIP
-        >>> [r.text for r in generate(model, tok, ["Hi"], max_new_tokens=8, temperature=0)]  # doctest: +SKIP
-    """
-    began = time.perf_counter()
-    sampling, prepared, params = prepare_run(
-        model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
-        top_p=top_p, top_k=top_k, seed=seed, chat=chat, prefill=prefill, max_slots=max_slots,
-        mesh=mesh,
-    )  # fmt: skip
-    stops = tuple(stop or ())
-    released = [0] * prepared.rows  # characters of each response already streamed
-
-    def after_chunk(state: DecodeState) -> DecodeState:
-        tokens, starts, cursors, done = jax.device_get(
-            (state.tokens, state.start, state.cursor, state.done)
-        )
-        hits = []
-        for b in range(state.batch_size):
-            ids = [int(t) for t in tokens[b, starts[b] : cursors[b]]]
-            hits.append(not done[b] and _stop_cut(tokenizer, ids, stops) is not None)
-            if stream is not None and b < prepared.rows:
-                text = tokenizer.decode(ids, skip_special_tokens=True).rstrip("\ufffd")
-                if len(text) > released[b]:
-                    stream(b, text[released[b] :])
-                    released[b] = len(text)
-        return finish(state, FINISH_EOS, jnp.asarray(hits))
-
-    state = run(
-        params,
-        model.config,
-        sampling,
-        prepared.state,
-        max_new_tokens=max_new_tokens,
-        limit=prepared.limit,
-        chunk=chunk,
-        on_chunk=after_chunk if stops or stream is not None else None,
-    )
-    results = collect(
-        prepared, state, tokenizer, wall_seconds=time.perf_counter() - began, stop=stops
-    )
-    if stream is not None:
-        for row, result in enumerate(results):
-            if len(result.text) > released[row]:
-                stream(row, result.text[released[row] :])
     return results

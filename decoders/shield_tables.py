@@ -14,6 +14,7 @@ Two walks:
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import jax
@@ -23,9 +24,11 @@ from flax import struct
 
 from shield.automata.alphabet import END
 from shield.checkpoints import closes_sentence
+from shield.judge import Judge
 
 __all__ = [
     "ShieldTables",
+    "device_tables",
     "end_step",
     "shield_tables",
     "violates",
@@ -88,6 +91,30 @@ def shield_tables(token_shield: Any, vocab_size: int, never: np.ndarray) -> Shie
         valid=jnp.asarray(valid),
         closes_sentence=jnp.asarray(closes),
     )
+
+
+# Device tables per judge, built once (a judge is immutable) and dropped with the judge.
+_TABLES: weakref.WeakKeyDictionary[Judge, dict[tuple[int, tuple[int, ...]], ShieldTables]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def device_tables(judge: Judge, vocab_size: int, eos_ids: tuple[int, ...]) -> ShieldTables:
+    """The judge's device tables for a model's vocabulary size and EOS ids, built on first use.
+
+    Args:
+        judge: the token view of a compiled shield.
+        vocab_size: V, the model's number of logits.
+        eos_ids: the model's end-of-sequence ids (allowed to be sampled).
+
+    Returns:
+        The :class:`ShieldTables` (cached per judge).
+    """
+    per_judge = _TABLES.setdefault(judge, {})
+    key = (vocab_size, eos_ids)
+    if key not in per_judge:
+        per_judge[key] = shield_tables(judge.tables, vocab_size, judge.never(eos_ids))
+    return per_judge[key]
 
 
 def violates(tables: ShieldTables, states: Array) -> Array:

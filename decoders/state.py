@@ -29,11 +29,15 @@ from flax import struct
 
 from decoders.config import DecodeConfig, ModelConfig
 from decoders.model import KVCache, init_cache
+from shield.result import FinishReason
 
 __all__ = [
+    "FINISH_BUDGET",
     "FINISH_CACHE_FULL",
     "FINISH_EOS",
     "FINISH_LENGTH",
+    "FINISH_REASONS",
+    "FINISH_REFUSED",
     "RUNNING",
     "DecodeState",
     "Snapshot",
@@ -46,8 +50,18 @@ __all__ = [
 
 Array = jax.Array
 
-#: Finish codes of a row (``DecodeState.finish``); further codes are free for strategies (>= 8).
+#: Finish codes of a row (``DecodeState.finish``). Plain decoding ends rows with the first three;
+#: shielded decoding adds the last two (stopped at the last accepted state; refused).
 RUNNING, FINISH_EOS, FINISH_LENGTH, FINISH_CACHE_FULL = 0, 1, 2, 3
+FINISH_BUDGET, FINISH_REFUSED = 8, 9
+#: The ``finish_reason`` of each finish code (the one map from device codes to JSON names).
+FINISH_REASONS: dict[int, FinishReason] = {
+    FINISH_EOS: "eos",
+    FINISH_LENGTH: "length",
+    FINISH_CACHE_FULL: "length",
+    FINISH_BUDGET: "budget",
+    FINISH_REFUSED: "refused",
+}
 
 
 @struct.dataclass(frozen=True, kw_only=True)

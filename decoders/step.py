@@ -40,9 +40,21 @@ from decoders.state import (
 )
 from shield.errors import DecoderError
 
-__all__ = ["advance", "decode_logits", "decode_loop", "plain_step", "prefill", "run"]
+__all__ = [
+    "MIN_ATTENTION_WINDOW",
+    "advance",
+    "attention_window",
+    "decode_logits",
+    "decode_loop",
+    "plain_step",
+    "prefill",
+    "run",
+]
 
 Array = jax.Array
+
+#: The smallest attention window (cache positions a step attends over).
+MIN_ATTENTION_WINDOW = 64
 
 
 @functools.partial(jax.jit, static_argnames=("config", "window"))
@@ -235,7 +247,7 @@ def run(
         if bool(done.all()):
             break
         top = int(cursors[~done].max())  # finished rows may fall outside the window
-        window = min(_bucket(top + chunk - 1), state.max_slots)
+        window = attention_window(top + chunk - 1, state.max_slots)
         steps = max(1, min(chunk, fuel_left, window - top + 1))
         state, used = decode_loop(
             params, config, sampling, state, jnp.int32(steps), bound, window=window
@@ -246,8 +258,20 @@ def run(
     return state
 
 
-def _bucket(needed: int, minimum: int = 64) -> int:
-    window = minimum
-    while window < needed:
+def attention_window(needed: int, slots: int) -> int:
+    """The attention window for ``needed`` cache positions.
+
+    Windows are powers of two of at least :data:`MIN_ATTENTION_WINDOW`, so a few compilations
+    serve every length; the window never exceeds the cache.
+
+    Args:
+        needed: positions the window must cover.
+        slots: the cache size.
+
+    Returns:
+        ``min(slots, the smallest power of two >= max(needed, MIN_ATTENTION_WINDOW))``.
+    """
+    window = MIN_ATTENTION_WINDOW
+    while window < needed:  # at most log2(slots) doublings
         window *= 2
-    return window
+    return min(window, slots)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from decoders.batch import generate_plain
 from decoders.loading import Model
+from decoders.plain import generate_plain
 from decoders.tokenizer import Tokenizer
 from shield.errors import BudgetError, DecoderError
 from tests.decoders.conftest import TEMPLATE, with_eos

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import shield
-from decoders.batch import generate_plain
 from decoders.loading import Model
+from decoders.plain import generate_plain
 from decoders.shielded import generate_shielded, judge_for
 from decoders.tokenizer import Tokenizer
 from shield.errors import BudgetError, ClassifierError, DecoderError

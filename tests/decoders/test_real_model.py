@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from decoders.batch import generate_plain
 from decoders.loading import Model, load_model
 from decoders.paths import bundled_model_path
+from decoders.plain import generate_plain
 from decoders.sampling import SamplingConfig
 from decoders.state import rewind
 from decoders.step import decode_logits, plain_step

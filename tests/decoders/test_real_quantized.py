@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from decoders.batch import generate_plain
 from decoders.loading import Model
 from decoders.model import forward, init_cache, logits
+from decoders.plain import generate_plain
 from decoders.tokenizer import Tokenizer
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real_model")]

@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from decoders.batch import generate_plain
 from decoders.loading import Model
+from decoders.plain import generate_plain
 from decoders.sampling import SamplingConfig
 from decoders.sharding import batch_mesh, replicate, shard_state
 from decoders.step import run

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import shield
-from decoders.batch import generate_plain
 from decoders.config import DecodeConfig
 from decoders.loading import Model
+from decoders.plain import generate_plain
 from decoders.shielded import generate_shielded, judge_for
 from decoders.state import init_state
 from decoders.step import decode_logits, prefill

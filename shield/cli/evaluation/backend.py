@@ -1,9 +1,9 @@
 """The real :class:`~shield.cli.evaluation.runner.Backend`: the JAX decoder, the compiled spec, the classifier.
 
 ``decoders`` (and with it JAX) is imported only inside :func:`model_backend`, so importing
-:mod:`shield.cli.evaluation` stays free of JAX. Strategy ``none`` is plain decoding
-(:func:`decoders.generate`); ``mask``, ``reset`` and ``backtrack`` go through
-:func:`decoders.shielded.generate_shielded` with a :class:`~shield.judge.Judge` built once.
+:mod:`shield.cli.evaluation` stays free of JAX. Every strategy goes through
+:func:`decoders.generate` with one :class:`~decoders.options.DecodeOptions` value for the run;
+the shielded strategies share a :class:`~shield.judge.Judge` built once.
 
 The measures never look at what the decoder reported: violations are a fresh
 ``Shield.scan`` of the final text restricted to automaton rules, toxicity is the spec's first
