@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import importlib
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 from shield.errors import ClassifierError
-from shield.rules import ClassifierRule
+from shield.rules import PROFANITY_CHECK, SCORER_REFERENCE, ClassifierRule
 
 __all__ = ["BUILTIN_SCORERS", "Judgement", "Scorer", "judge", "resolve_scorer", "score"]
 
 Scorer = Callable[[list[str]], Sequence[float]]
-
-_REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 @dataclass(frozen=True)
@@ -85,7 +82,7 @@ def _profanity_check(texts: list[str]) -> Sequence[float]:
 
 
 #: Scorers known by a short name.
-BUILTIN_SCORERS: dict[str, Scorer] = {"profanity-check": _profanity_check}
+BUILTIN_SCORERS: dict[str, Scorer] = {PROFANITY_CHECK: _profanity_check}
 
 
 @cache
@@ -108,11 +105,12 @@ def resolve_scorer(name: str) -> Scorer:
     """
     if name in BUILTIN_SCORERS:
         return BUILTIN_SCORERS[name]
-    if not _REFERENCE.match(name):
+    reference = SCORER_REFERENCE.fullmatch(name)
+    if reference is None:
         raise ClassifierError(
             f"classifier must be one of {sorted(BUILTIN_SCORERS)} or 'module:function'; got {name!r}"
         )
-    module_name, function_name = name.split(":")
+    module_name, function_name = reference["module"], reference["function"]
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:

@@ -6,38 +6,30 @@ classifier windows closed with the last token and are they safe, where is the la
 to stop at, and what did a finished text violate (for the strategies that only report).
 
 Monitor states are the tuple of the components' DFA states (the implicit product); they are
-stepped with the same ``[C, S, 257]`` tables the JAX decoder puts on the device, so the host and
-the device walk identical automata. Exact match starts come from ``Shield.first_violation`` over the
-response's bytes, which runs only when a violation has happened.
+stepped by the :class:`~shield.lifting.TokenShield`'s own walkers over the same ``[C, S, 257]``
+tables the JAX decoder puts on the device, so the host and the device walk identical automata.
+Exact match starts come from ``Shield.first_violation`` over the response's bytes, which runs only
+when a violation has happened.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from shield.automata.alphabet import END
 from shield.checkpoints import closes_sentence, is_checkpoint
 from shield.classifiers import judge as judge_windows
 from shield.classifiers import score
 from shield.controller import Failure
-from shield.lifting import MonitorState
+from shield.lifting import MonitorState, TokenShield
+from shield.monitor import Shield, Violation
 from shield.policy import BacktrackPolicy
 from shield.result import Event
 from shield.rules import ClassifierRule
 
-__all__ = ["Judge", "Violation", "Window", "token_index"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Violation:
-    """An automaton rule fired: ``rule`` and the byte offset (in the response) where its match starts."""
-
-    rule: str
-    start: int
+__all__ = ["Judge", "Window", "token_index"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,24 +56,19 @@ class Judge:
     """
 
     def __init__(
-        self, shield: Any, token_shield: Any, decode: Callable[[Sequence[int]], str] | None = None
+        self,
+        shield: Shield,
+        token_shield: TokenShield,
+        decode: Callable[[Sequence[int]], str] | None = None,
     ) -> None:
         self.shield = shield
         self.tables = token_shield
         self.token_bytes: tuple[bytes, ...] = tuple(token_shield.token_bytes)
         self.policy: BacktrackPolicy = shield.policy
-        self.classifier_rules: tuple[ClassifierRule, ...] = (
-            tuple(rule for rule in shield.rules if isinstance(rule, ClassifierRule))
-            if hasattr(shield, "rules")
-            else ()
-        )
-        self._transitions = np.asarray(token_shield.byte_transitions)  # [C, S, 257]
-        self._violating = np.asarray(token_shield.violating)  # [C, S]
-        self._initial: MonitorState = tuple(int(s) for s in np.asarray(token_shield.initial))
+        self.classifier_rules: tuple[ClassifierRule, ...] = shield.classifiers
+        self._initial: MonitorState = _state(token_shield.initial)
         self._decode = decode
-        special = np.asarray(
-            getattr(token_shield, "special", np.zeros(len(self.token_bytes), bool)), dtype=bool
-        )
+        special = np.asarray(token_shield.special, dtype=bool)
         empty = np.array([len(piece) == 0 for piece in self.token_bytes], dtype=bool)
         self._scores: dict[tuple[str, str], float] = {}
         self._never = special | empty
@@ -102,18 +89,6 @@ class Judge:
         """The monitor state at the start of the response."""
         return self._initial
 
-    def _walk(self, state: MonitorState, symbols: Sequence[int]) -> MonitorState:
-        components = list(state)
-        for c in range(len(components)):
-            s = components[c]
-            for symbol in symbols:
-                s = int(self._transitions[c, s, symbol])
-            components[c] = s
-        return tuple(components)
-
-    def _violates(self, state: MonitorState) -> bool:
-        return any(bool(self._violating[c, s]) for c, s in enumerate(state))
-
     def token_bytes_of(self, tokens: Sequence[int]) -> list[bytes]:
         """The byte strings of ``tokens``."""
         return [self.token_bytes[t] for t in tokens]
@@ -125,12 +100,18 @@ class Judge:
         return b"".join(self.token_bytes_of(tokens)).decode("utf-8", errors="replace")
 
     def locate(self, tokens: Sequence[int], *, final: bool) -> Violation:
-        """The first violated rule and its match start (byte offset) in the text of ``tokens``."""
+        """The first violation in the text of ``tokens``, with byte offsets.
+
+        Returns:
+            The violated rule, its match's start and end and the matched text; when the tables
+            and the exact scan disagree, rule ``"<monitor>"`` over the whole text (fail closed:
+            the longest rollback).
+        """
         data = b"".join(self.token_bytes_of(tokens))
         found = self.shield.first_violation(data, final=final)
-        if found is None:  # the tables and the exact scan disagree: fail closed at the start
-            return Violation(rule="<monitor>", start=0)
-        return Violation(rule=found.rule, start=int(found.start))
+        if found is None:
+            return Violation("<monitor>", 0, len(data), data.decode("utf-8", "replace"))
+        return found
 
     def feed(
         self, state: MonitorState, token: int, prefix: Sequence[int] = ()
@@ -143,26 +124,25 @@ class Judge:
             prefix: the response tokens before ``token`` (used only to locate a violation).
 
         Returns:
-            The next state, and the violation (rule and match start) when the token made an
-            automaton rule fire.
+            The next state, and the violation (rule, match span in bytes and text) when the
+            token made an automaton rule fire.
         """
-        nxt = self._walk(state, self.token_bytes[token])
-        if not self._violates(nxt):
+        after = self.tables.step_token(_array(state), token)
+        nxt = _state(after)
+        if not self.tables.violates(after):
             return nxt, None
         return nxt, self.locate([*prefix, token], final=False)
 
     def end_violation(self, tokens: Sequence[int], state: MonitorState) -> Violation | None:
         """Whether ending the text after ``tokens`` (in ``state``) makes a rule fire (e.g. whole word)."""
-        if not self._violates(self._walk(state, (END,))):
+        if not self.tables.end_violates(_array(state)):
             return None
         return self.locate(tokens, final=True)
 
     def allowed(self, state: MonitorState, eos_ids: Sequence[int]) -> np.ndarray:
         """``[V]`` bool: tokens that do not make an automaton rule fire from ``state`` (EOS: END)."""
-        mask = np.asarray(
-            self.tables.allowed_mask(np.asarray(state, dtype=np.int32)), dtype=bool
-        ).copy()
-        may_end = not self._violates(self._walk(state, (END,)))
+        mask = np.asarray(self.tables.allowed_mask(_array(state)), dtype=bool).copy()
+        may_end = not self.tables.end_violates(_array(state))
         for eos_id in eos_ids:
             if 0 <= eos_id < mask.shape[0]:
                 mask[eos_id] = may_end
@@ -376,3 +356,13 @@ def token_index(token_bytes: Sequence[bytes], tokens: Sequence[int], byte_offset
         if byte_offset < position:
             return index
     return max(len(tokens) - 1, 0)
+
+
+def _array(state: MonitorState) -> np.ndarray:
+    """A judge's state as the token shield's ``int32 [C]`` array (the typed empty one when C = 0)."""
+    return np.asarray(state, dtype=np.int32)
+
+
+def _state(states: np.ndarray) -> MonitorState:
+    """The token shield's ``[C]`` array as a judge's hashable state of plain ints."""
+    return tuple(np.asarray(states).tolist())

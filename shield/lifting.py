@@ -268,8 +268,19 @@ class TokenShield:
         Returns:
             True when some component is violating after END.
         """
-        ends = self.end_states(states)
-        return bool(self.violating[np.arange(len(ends)), ends].any())
+        return self.violates(self.end_states(states))
+
+    def violates(self, states: np.ndarray) -> bool:
+        """Whether some component is in a violating state.
+
+        Args:
+            states: int [C].
+
+        Returns:
+            True when a rule has fired.
+        """
+        states = np.asarray(states)
+        return bool(self.violating[np.arange(len(states)), states].any())
 
     def _component_row(self, c: int, state: int) -> np.ndarray:
         """int32 [V]: next state of component ``c`` from ``state`` for every token (cached)."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from shield.automata.compiler import CompiledRule, compile_rule, validate_classifier
+from shield.automata.compiler import compile_rule
 from shield.automata.limits import DEFAULT_LIMITS, CompileLimits
 from shield.errors import SpecError, SpecSyntaxError
 from shield.monitor import Shield
 from shield.policy import BacktrackPolicy
-from shield.rules import ClassifierRule
+from shield.rules import ClassifierRule, Rule, check_unique_ids
 
 __all__ = ["compile_spec"]
 
@@ -26,8 +26,10 @@ def compile_spec(spec: Any, *, limits: CompileLimits = DEFAULT_LIMITS) -> Shield
         The shield.
 
     Raises:
-        SpecSyntaxError: the spec lacks a field, rule ids repeat, or a rule is malformed.
-        UnsupportedSpecError: a rule asks for an unsupported construct.
+        SpecSyntaxError: the spec lacks a field, a rule is not a :mod:`shield.rules` value, rule
+            ids repeat, or a regex is malformed (rules check their other values when they are
+            constructed).
+        UnsupportedSpecError: a regex uses an unsupported construct.
         CompileError: a limit is exceeded.
         SpecError: the policy's refusal text violates a rule (the error names the rule).
     """
@@ -40,20 +42,22 @@ def compile_spec(spec: Any, *, limits: CompileLimits = DEFAULT_LIMITS) -> Shield
         raise SpecSyntaxError(
             f"spec.policy must be a BacktrackPolicy; got {type(spec.policy).__name__}"
         )
-    seen: set[str] = set()
-    compiled: list[CompiledRule] = []
-    for rule in spec.rules:
-        rule_id = getattr(rule, "id", None)
-        if not isinstance(rule_id, str) or not rule_id:
-            raise SpecSyntaxError(f"every rule needs a non-empty string id; got {rule_id!r}")
-        if rule_id in seen:
-            raise SpecSyntaxError("rule ids must be unique; this id is used twice", rule_id=rule_id)
-        seen.add(rule_id)
-        if isinstance(rule, ClassifierRule):
-            validate_classifier(rule)
-        else:
-            compiled.append(compile_rule(rule, limits))
-    shield = Shield(str(spec.name), tuple(spec.rules), tuple(compiled), spec.policy)
+    rules = tuple(spec.rules)
+    for rule in rules:
+        # A rule checked its own values when it was constructed; anything else is not a rule.
+        if not isinstance(rule, Rule):
+            rule_id = getattr(rule, "id", None)
+            raise SpecSyntaxError(
+                f"unknown rule kind {type(rule).__name__}; expected a rule of shield.rules"
+                " (WordsRule, RegexRule, LiteralRule, AfterRule, AtMostRule, MaxLengthRule or"
+                " ClassifierRule)",
+                rule_id=rule_id if isinstance(rule_id, str) else None,
+            )
+    check_unique_ids(rules)
+    compiled = tuple(
+        compile_rule(rule, limits) for rule in rules if not isinstance(rule, ClassifierRule)
+    )
+    shield = Shield(str(spec.name), rules, compiled, spec.policy)
     violation = shield.first_violation(spec.policy.refusal.encode("utf-8"), final=True)
     if violation is not None:
         raise SpecError(

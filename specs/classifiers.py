@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
 from shield.classifiers import BUILTIN_SCORERS, resolve_scorer
 from shield.errors import ClassifierError, SpecError
+from shield.rules import PROFANITY_CHECK, SCORER_REFERENCE
 from specs.validation import Where, suggest
 
 __all__ = ["check_scorer"]
 
 #: Built-in scorer name → (import name of the module it needs, distribution that provides it).
 _REQUIREMENTS: Mapping[str, tuple[str, str]] = MappingProxyType(
-    {"profanity-check": ("profanity_check", "alt-profanity-check")}
+    {PROFANITY_CHECK: ("profanity_check", "alt-profanity-check")}
 )
-
-_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
-_REFERENCE = re.compile(rf"(?P<module>{_DOTTED}):(?P<function>[A-Za-z_][A-Za-z0-9_]*)")
 
 
 def check_scorer(name: str, where: Where) -> None:
@@ -54,7 +51,7 @@ def check_scorer(name: str, where: Where) -> None:
                     SpecError,
                 )
         return
-    reference = _REFERENCE.fullmatch(name)
+    reference = SCORER_REFERENCE.fullmatch(name)
     if reference is None:
         builtins = ", ".join(repr(known) for known in BUILTIN_SCORERS)
         where.fail(

@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from shield.errors import SpecError, SpecSyntaxError
 from shield.policy import CHECKPOINTS, BacktrackPolicy
-from shield.rules import Rule
+from shield.rules import Rule, repeated_rule_id
 from specs.compiling import compile_checked
 from specs.lines import LineIndex
 from specs.lowering import lower_rule
@@ -150,27 +151,35 @@ def _build(document: dict[str, Any], where: Where, base_dir: Path) -> Spec:
         rules_at.fail(
             f"rule must be an array of tables written as [[rule]] sections; got {describe(entries)}"
         )
-    rules: dict[str, Rule] = {}
-    rule_lines: dict[str, int | None] = {}
-    for index, entry in enumerate(entries):
-        rule_at = rules_at.child(index)
-        rule = lower_rule(entry, rule_at, base_dir)
-        if rule.id in rules:
-            first = rule_lines[rule.id]
-            earlier = f"the rule at line {first}" if first else "an earlier rule"
-            rule_at.child("id").in_rule(rule.id).fail(
-                f"rule id {rule.id!r} is already used by {earlier}; rule ids must be unique,"
-                " rename one"
-            )
-        rules[rule.id] = rule
-        rule_lines[rule.id] = rule_at.line
+    rules: list[Rule] = []
+    lines: list[int | None] = []
+
+    def lowered() -> Iterator[Rule]:
+        # Lowered one at a time as the check reads them, so a repeated id is reported before any
+        # error in the rules after it, in file order.
+        for index, entry in enumerate(entries):
+            rule_at = rules_at.child(index)
+            rules.append(lower_rule(entry, rule_at, base_dir))
+            lines.append(rule_at.line)
+            yield rules[-1]
+
+    repeat = repeated_rule_id(lowered())
+    if repeat is not None:
+        first, index = repeat
+        rule_id = rules[index].id
+        earlier = f"the rule at line {lines[first]}" if lines[first] else "an earlier rule"
+        rules_at.child(index, "id").in_rule(rule_id).fail(
+            f"rule id {rule_id!r} is already used by {earlier}; rule ids must be unique, rename one"
+        )
     return Spec(
         name=name,
         description=description,
-        rules=tuple(rules.values()),
+        rules=tuple(rules),
         policy=policy,
         source=where.source,
-        rule_lines={rule_id: line for rule_id, line in rule_lines.items() if line is not None},
+        rule_lines={
+            rule.id: line for rule, line in zip(rules, lines, strict=True) if line is not None
+        },
     )
 
 

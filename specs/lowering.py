@@ -17,13 +17,15 @@ Any other combination is an error that says which keys go together.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from shield.errors import UnsupportedSpecError
 from shield.rules import (
     NORMALIZATIONS,
+    RULE_ID_FORM,
+    RULE_ID_PATTERN,
+    SCOPES,
     AfterRule,
     AtMostRule,
     ClassifierRule,
@@ -39,18 +41,15 @@ from specs.classifiers import check_scorer
 from specs.validation import Where, describe, suggest
 from specs.words import read_words
 
-__all__ = ["RULE_ID_PATTERN", "RULE_KEYS", "lower_rule"]
+__all__ = ["RULE_KEYS", "lower_rule"]
 
 #: Keys a ``[[rule]]`` table may have.
 RULE_KEYS = ("id", "forbid", "after", "at_most", "max_length", "classifier", "match")
-#: What a rule id must look like: it appears in messages and JSON output.
-RULE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 _PATTERN_KEYS = ("words", "regex", "literal")
 _AFTER_KEYS = (*_PATTERN_KEYS, "match")
 _MATCH_KEYS = ("case", "whole_word", "normalize")
 _CLASSIFIER_KEYS = ("name", "threshold", "scope", "window_tokens")
-_SCOPES = ("sentence", "window", "response")
 _KIND_KEYS = ("forbid", "after", "at_most", "max_length", "classifier")
 
 
@@ -131,10 +130,7 @@ def _rule_id(table: Any, where: Where) -> str:
         where.fail('the rule has no id; add e.g. id = "no-api-keys" (letters, digits, _ . -)')
     rule_id = table["id"]
     if not isinstance(rule_id, str) or RULE_ID_PATTERN.fullmatch(rule_id) is None:
-        where.child("id").fail(
-            "id must be a string of 1-64 letters, digits, '_', '.' or '-' that starts with a"
-            f" letter or digit; got {describe(rule_id)}"
-        )
+        where.child("id").fail(f"id must be {RULE_ID_FORM}; got {describe(rule_id)}")
     return rule_id
 
 
@@ -210,7 +206,7 @@ def _classifier_rule(rule_id: str, value: Any, where: Where) -> ClassifierRule:
     name = where.child("name").string(table["name"])
     check_scorer(name, where.child("name"))
     threshold = where.child("threshold").probability(table["threshold"])
-    scope = where.child("scope").choice(table.get("scope", "sentence"), _SCOPES)
+    scope = where.child("scope").choice(table.get("scope", "sentence"), SCOPES)
     window_tokens: int | None = None
     if scope == "window":
         if "window_tokens" not in table:
@@ -225,6 +221,6 @@ def _classifier_rule(rule_id: str, value: Any, where: Where) -> ClassifierRule:
         id=rule_id,
         scorer=name,
         threshold=threshold,
-        scope=scope,  # type: ignore[arg-type]  # checked against _SCOPES above
+        scope=scope,  # type: ignore[arg-type]  # checked against SCOPES above
         window_tokens=window_tokens,
     )

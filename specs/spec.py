@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from shield.errors import SpecSyntaxError
 from shield.policy import BacktrackPolicy
-from shield.rules import Rule
+from shield.rules import Rule, check_unique_ids
 
 __all__ = ["Spec"]
 
@@ -38,8 +39,8 @@ class Spec:
             (read-only).
 
     Raises:
-        ValueError: two rules share an id, or ``rule_lines`` names a rule that does not exist
-            (the loader never builds such a spec; this guards hand-built ones).
+        SpecSyntaxError: two rules share an id, or ``rule_lines`` names a rule that does not
+            exist (the loader never builds such a spec; this guards hand-built ones).
 
     Example:
         >>> from shield.rules import LiteralRule
@@ -60,13 +61,13 @@ class Spec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "rules", tuple(self.rules))
         object.__setattr__(self, "rule_lines", _frozen_lines(self.rule_lines))
-        ids = [rule.id for rule in self.rules]
-        duplicates = sorted({rule_id for rule_id in ids if ids.count(rule_id) > 1})
-        if duplicates:
-            raise ValueError(f"rule ids must be unique; repeated: {', '.join(duplicates)}")
-        unknown = sorted(set(self.rule_lines) - set(ids))
+        check_unique_ids(self.rules)
+        unknown = sorted(set(self.rule_lines) - set(self.rule_ids))
         if unknown:
-            raise ValueError(f"rule_lines names rules that do not exist: {', '.join(unknown)}")
+            raise SpecSyntaxError(
+                f"rule_lines names rules that do not exist: {', '.join(unknown)}; give lines"
+                f" only for the spec's rules ({', '.join(self.rule_ids)})"
+            )
 
     @property
     def rule_ids(self) -> tuple[str, ...]:

@@ -1,13 +1,13 @@
 """Compiling rules: each automaton rule of :mod:`shield.rules` → a :class:`CompiledRule`.
 
 Patterns (words, regex, literal) lower to the pattern AST, then a Thompson NFA, a matcher DFA
-(subset construction) and, through the crawl primitive, the rule's automata. Classifier rules are
-validated and carried through untouched.
+(subset construction) and, through the crawl primitive, the rule's automata. Rules checked their own
+values when they were constructed (see :mod:`shield.rules`); what is checked here depends on the
+compiler: the regex subset and the compile limits. Classifier rules are not compiled.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from shield.automata.determinize import Matcher, determinize
@@ -19,13 +19,11 @@ from shield.automata.reverse import ReverseScanner
 from shield.automata.syntax import NOT_AFTER_WORD_MASK, NOT_BEFORE_WORD_MASK, Assert, Concat, Node
 from shield.automata.temporal import absorb, after, at_most, max_length
 from shield.automata.wordlist import check_words, words_matcher, words_pattern
-from shield.errors import CompileError, SpecError, SpecSyntaxError, UnsupportedSpecError
+from shield.errors import CompileError, SpecError, SpecSyntaxError
 from shield.rules import (
-    NORMALIZATIONS,
     AfterRule,
     AtMostRule,
     AutomatonRule,
-    ClassifierRule,
     LiteralRule,
     MaxLengthRule,
     Pattern,
@@ -33,9 +31,7 @@ from shield.rules import (
     WordsRule,
 )
 
-__all__ = ["CompiledRule", "compile_rule", "validate_classifier"]
-
-_SCORER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+__all__ = ["CompiledRule", "compile_rule"]
 
 
 class _LazyScanner:
@@ -98,19 +94,7 @@ class CompiledRule:
 
 def _pattern_ast(pattern: Pattern, rule_id: str, limits: CompileLimits) -> Node:
     match = pattern.match
-    unknown = set(match.normalize) - NORMALIZATIONS
-    if unknown:
-        raise SpecSyntaxError(
-            f"unknown normalisation(s) {sorted(unknown)}; expected a subset of {sorted(NORMALIZATIONS)}",
-            rule_id=rule_id,
-        )
     if isinstance(pattern, RegexRule):
-        if match.normalize:
-            raise UnsupportedSpecError(
-                "normalize applies to words and literals, not to regex patterns; "
-                "remove it or use a word list",
-                rule_id=rule_id,
-            )
         try:
             node = parse_regex(pattern.pattern, case_insensitive=match.case_insensitive)
         except SpecError as error:
@@ -119,11 +103,7 @@ def _pattern_ast(pattern: Pattern, rule_id: str, limits: CompileLimits) -> Node:
             node = Concat((Assert(NOT_AFTER_WORD_MASK), node, Assert(NOT_BEFORE_WORD_MASK)))
         return node
     words = (pattern.literal,) if isinstance(pattern, LiteralRule) else pattern.words
-    try:
-        checked = check_words(words, limits, what=f"rule {rule_id}")
-    except SpecSyntaxError as error:
-        raise SpecSyntaxError(error.message, rule_id=rule_id) from None
-    return words_pattern(checked, match)
+    return words_pattern(check_words(words, limits, what=f"rule {rule_id}"), match)
 
 
 def _pattern(
@@ -154,8 +134,8 @@ def compile_rule(rule: AutomatonRule, limits: CompileLimits) -> CompiledRule:
         The compiled rule.
 
     Raises:
-        SpecSyntaxError: the rule is malformed (bad regex, empty word list, bad count).
-        UnsupportedSpecError: the rule asks for an unsupported construct.
+        SpecSyntaxError: the regex is malformed, or ``rule`` is not an automaton rule.
+        UnsupportedSpecError: the regex uses an unsupported construct.
         CompileError: a limit is exceeded.
     """
     what = f"rule {rule.id}"
@@ -171,22 +151,13 @@ def compile_rule(rule: AutomatonRule, limits: CompileLimits) -> CompiledRule:
             joint = after(trigger, forbidden, limits, what=what)
             return CompiledRule(rule, "after", absorb(joint, limits, what=what), joint, scanner)
         if isinstance(rule, AtMostRule):
-            if isinstance(rule.count, bool) or not isinstance(rule.count, int) or rule.count < 0:
-                raise SpecSyntaxError(
-                    f"count must be a non-negative integer; got {rule.count!r}", rule_id=rule.id
-                )
             matcher, scanner = _pattern(rule.pattern, rule.id, limits)
             counted = at_most(matcher, rule.count, limits, what=what)
             return CompiledRule(
                 rule, "at_most", absorb(counted, limits, what=what), counted, scanner
             )
         if isinstance(rule, MaxLengthRule):
-            n = rule.max_bytes
-            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-                raise SpecSyntaxError(
-                    f"max_bytes must be a non-negative integer; got {n!r}", rule_id=rule.id
-                )
-            dfa = max_length(n, limits, what=what)
+            dfa = max_length(rule.max_bytes, limits, what=what)
             return CompiledRule(rule, "max_length", dfa, dfa, None)
     except CompileError as error:
         message = str(error)
@@ -195,44 +166,3 @@ def compile_rule(rule: AutomatonRule, limits: CompileLimits) -> CompiledRule:
         f"unknown rule kind {type(rule).__name__}; expected an automaton rule",
         rule_id=getattr(rule, "id", None),
     )
-
-
-def validate_classifier(rule: ClassifierRule) -> ClassifierRule:
-    """Check a classifier rule's fields.
-
-    Args:
-        rule: the rule.
-
-    Returns:
-        The same rule.
-
-    Raises:
-        SpecSyntaxError: threshold outside (0, 1], unknown scope, missing or non-positive
-            ``window_tokens`` for the window scope, or a malformed scorer name.
-    """
-    threshold = rule.threshold
-    if (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, int | float)
-        or not 0 < threshold <= 1
-    ):
-        raise SpecSyntaxError(
-            f"threshold must be a number in (0, 1]; got {threshold!r}", rule_id=rule.id
-        )
-    if rule.scope not in ("sentence", "window", "response"):
-        raise SpecSyntaxError(
-            f"scope must be sentence, window or response; got {rule.scope!r}", rule_id=rule.id
-        )
-    if rule.scope == "window":
-        w = rule.window_tokens
-        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
-            raise SpecSyntaxError(
-                f"scope 'window' needs window_tokens, a positive integer; got {w!r}",
-                rule_id=rule.id,
-            )
-    if rule.scorer != "profanity-check" and not _SCORER.match(rule.scorer):
-        raise SpecSyntaxError(
-            f"scorer must be 'profanity-check' or 'module:function'; got {rule.scorer!r}",
-            rule_id=rule.id,
-        )
-    return rule

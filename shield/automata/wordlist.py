@@ -36,37 +36,35 @@ from shield.automata.syntax import (
     Concat,
     Node,
 )
-from shield.errors import CompileError, SpecSyntaxError
+from shield.errors import CompileError
 from shield.rules import MatchOptions
 
 __all__ = ["check_words", "words_matcher", "words_pattern"]
 
 
 def check_words(words: Sequence[str], limits: CompileLimits, *, what: str) -> tuple[str, ...]:
-    """Validate a word list.
+    """Check a word list against the compile limits.
+
+    That the list and its words are non-empty strings is checked when the rule is constructed
+    (:class:`~shield.rules.WordsRule`); the limits belong to one compile, so they are checked here.
 
     Args:
-        words: the words.
-        limits: ``max_words`` and ``max_word_chars`` apply.
+        words: the words of a rule.
+        limits: ``max_words``, ``max_word_chars`` and ``max_dfa_states`` apply.
         what: names the rule in error messages.
 
     Returns:
         The words, de-duplicated in first-seen order.
 
     Raises:
-        SpecSyntaxError: the list is empty or holds an empty word.
         CompileError: a limit is exceeded.
     """
-    if not words:
-        raise SpecSyntaxError(f"{what}: the word list is empty; give at least one word")
     if len(words) > limits.max_words:
         raise CompileError(
             f"{what}: {len(words)} words exceed max_words={limits.max_words}; "
             "split the list or raise CompileLimits.max_words"
         )
     for word in words:
-        if not word:
-            raise SpecSyntaxError(f"{what}: the word list holds an empty word; remove it")
         if len(word) > limits.max_word_chars:
             raise CompileError(
                 f"{what}: word {word[:20]!r}... has {len(word)} characters, over "

@@ -4,6 +4,7 @@ the bit (differential), and a model of another shape falls back to the library."
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from profanity_check import profanity_check as package
 
 from shield import classifiers
 from shield.classifiers import score
+from shield.errors import ClassifierError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV = ROOT.parent / "shared" / "data" / "rtp_challenging_dev.jsonl"
@@ -58,3 +60,10 @@ def test_an_unexpected_model_falls_back_to_the_library(monkeypatch: pytest.Monke
         assert classifiers._profanity_check(["anything", "else"]) == [0.75, 0.75]
     finally:
         classifiers._profanity_model.cache_clear()
+
+
+def test_resolve_scorer_reads_the_rules_reference_form() -> None:
+    assert classifiers.resolve_scorer("math:fsum") is math.fsum
+    for bad in ("pkg..mod:f", "math:fsum\n", "math"):
+        with pytest.raises(ClassifierError, match="'module:function'"):
+            classifiers.resolve_scorer(bad)

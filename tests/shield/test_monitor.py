@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -113,13 +114,27 @@ def test_classifier_rules_are_validated() -> None:
     ok = shield.ClassifierRule(id="c", scorer="pkg.mod:score", threshold=0.5)
     guard = shield.compile(Spec("t", (ok,)))
     assert guard.classifiers == (ok,)
-    for bad in (
-        shield.ClassifierRule(id="c", scorer="x", threshold=0.5),
-        shield.ClassifierRule(id="c", scorer="profanity-check", threshold=0.0),
-        shield.ClassifierRule(id="c", scorer="profanity-check", threshold=0.5, scope="window"),
-    ):
-        with pytest.raises(shield.SpecSyntaxError):
-            shield.compile(Spec("t", (bad,)))
+    bad: tuple[dict[str, object], ...] = (
+        {"scorer": "x", "threshold": 0.5},
+        {"scorer": "profanity-check", "threshold": 0.0},
+        {"scorer": "profanity-check", "threshold": 0.5, "scope": "window"},
+    )
+    for fields in bad:  # a malformed rule never gets as far as the compiler: it cannot be built
+        with pytest.raises(shield.SpecSyntaxError) as info:
+            shield.compile(Spec("t", (shield.ClassifierRule(id="c", **fields),)))  # type: ignore[arg-type]
+        assert info.value.rule_id == "c"
+
+
+def test_compile_refuses_what_is_not_a_spec_of_rules() -> None:
+    rule = LiteralRule(id="a", literal="x")
+    with pytest.raises(shield.SpecSyntaxError, match="unknown rule kind str") as info:
+        shield.compile(Spec("t", (rule, "not a rule")))  # type: ignore[arg-type]
+    assert info.value.rule_id is None
+    with pytest.raises(shield.SpecSyntaxError, match="used twice") as info:
+        shield.compile(Spec("t", (rule, WordsRule(id="b", words=("y",)), rule)))
+    assert info.value.rule_id == "a" and "#1 and #3" in info.value.message
+    with pytest.raises(shield.SpecSyntaxError, match="needs a 'policy' attribute"):
+        shield.compile(SimpleNamespace(name="t", rules=(rule,)))
 
 
 def test_huge_repetition_is_a_compile_error() -> None:

@@ -6,6 +6,7 @@ import pytest
 
 import specs
 from shield.errors import SpecError, SpecSyntaxError, UnsupportedSpecError
+from shield.rules import AtMostRule, LiteralRule
 from tests.specs.helpers import assert_located
 
 SOURCE = "s.toml"
@@ -165,6 +166,47 @@ def test_rule_id_clash_names_both_lines() -> None:
         line=9,
         rule_id="a",
         says=("already used by the rule at line 4",),
+    )
+
+
+def test_rule_id_clash_is_reported_in_file_order() -> None:
+    a, a_again, broken = (
+        '[[rule]]\nid = "a"\nforbid.literal = "x"\n',
+        '[[rule]]\nid = "a"\nforbid.literal = "y"\n',
+        '[[rule]]\nid = "b"\nforbid.literal = ""\n',
+    )
+    head = '[spec]\nname = "x"\n'
+    # The clash (rule 2, line 7) comes before the malformed rule 3, so it is what is reported ...
+    assert_located(
+        fail(head + a + a_again + broken),
+        kind=SpecSyntaxError,
+        file=SOURCE,
+        line=7,
+        rule_id="a",
+        says=("already used by the rule at line 3",),
+    )
+    # ... and a malformed rule before the clash is reported first.
+    assert_located(
+        fail(head + a + broken + a_again),
+        kind=SpecSyntaxError,
+        file=SOURCE,
+        line=8,
+        rule_id="b",
+        says=("literal must not be empty",),
+    )
+
+
+def test_errors_of_hand_built_rules_are_located_in_the_spec() -> None:
+    spec = specs.parse(rule('forbid.literal = "x"'), source=SOURCE)
+    with pytest.raises(SpecSyntaxError) as caught:
+        AtMostRule(id="r", pattern=LiteralRule(id="r", literal="x"), count=-1)
+    assert_located(
+        specs.locate(caught.value, spec),
+        kind=SpecSyntaxError,
+        file=SOURCE,
+        line=4,
+        rule_id="r",
+        says=("count must be a non-negative integer; got -1",),
     )
 
 

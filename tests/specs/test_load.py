@@ -183,9 +183,10 @@ def test_spec_is_frozen_and_equality_ignores_where_it_came_from() -> None:
 
 def test_spec_rejects_duplicate_ids_and_stray_lines() -> None:
     rule = LiteralRule(id="a", literal="y")
-    with pytest.raises(ValueError, match="unique"):
+    with pytest.raises(SpecSyntaxError, match="unique") as caught:
         Spec(name="x", rules=(rule, rule))
-    with pytest.raises(ValueError, match="do not exist"):
+    assert caught.value.rule_id == "a"
+    with pytest.raises(SpecSyntaxError, match="do not exist"):
         Spec(name="x", rules=(rule,), rule_lines={"b": 1})
 
 

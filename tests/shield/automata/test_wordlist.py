@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from shield.automata.limits import CompileLimits
 from shield.automata.wordlist import check_words
 from shield.errors import CompileError, SpecSyntaxError
+from shield.rules import WordsRule
 from tests.shield.helpers import words_shield
 
 ALL = frozenset(
@@ -72,12 +73,14 @@ def test_scan_span_equals_the_word(guard) -> None:  # type: ignore[no-untyped-de
 
 
 def test_word_list_validation() -> None:
-    with pytest.raises(SpecSyntaxError):
-        check_words((), CompileLimits(), what="rule w")
-    with pytest.raises(SpecSyntaxError):
-        check_words(("a", ""), CompileLimits(), what="rule w")
+    # An empty list or word is refused when the rule is constructed; the limits when compiled.
+    with pytest.raises(SpecSyntaxError, match="word list is empty"):
+        WordsRule(id="w", words=())
+    with pytest.raises(SpecSyntaxError, match="empty word"):
+        WordsRule(id="w", words=("a", ""))
     with pytest.raises(CompileError, match="max_words"):
         check_words(("a", "b", "c"), CompileLimits(max_words=2), what="rule w")
+    assert check_words(("a", "b", "a"), CompileLimits(), what="rule w") == ("a", "b")
 
 
 _NORMS = sorted(ALL)
