@@ -28,6 +28,7 @@ from decoders.state import FINISH_REASONS, DecodeState
 from decoders.tokenizer import Tokenizer
 from shield.errors import DecoderError
 from shield.judge import Judge
+from shield.monitor import Shield
 from shield.reference import Machine, ReferenceSettings
 from shield.result import (
     SHIELDED_STRATEGIES,
@@ -209,7 +210,7 @@ def _collect(
     return results
 
 
-def judge_for(compiled: object, tokenizer: Tokenizer) -> Judge:
+def judge_for(compiled: Shield, tokenizer: Tokenizer) -> Judge:
     """Bind a compiled shield to a tokenizer's vocabulary (special tokens are never text).
 
     Args:
@@ -222,4 +223,4 @@ def judge_for(compiled: object, tokenizer: Tokenizer) -> Judge:
     Example:
         >>> judge = judge_for(shield.compile(specs.load("specs/library/toxicity.toml")), tokenizer)  # doctest: +SKIP
     """
-    return Judge(compiled, compiled.lift(tokenizer.backend), decode=None)  # type: ignore[attr-defined]
+    return Judge(compiled, compiled.lift(tokenizer.backend), decode=None)
