@@ -44,6 +44,7 @@ class Prepared:
     state: DecodeState
     decode_config: DecodeConfig
     rows: int  # real rows; the rest pad the batch to the mesh
+    forced: int  # tokens of the forced prefill, at the start of every response
     limit: jax.Array  # [B] int32 response length at which each row finishes
     mesh: Mesh | None
 
@@ -123,7 +124,12 @@ def prepare(
     state = finish(state, FINISH_LENGTH, padding)
     limit = jnp.full((batch,), len(forced) + max_new_tokens, jnp.int32)
     return Prepared(
-        state=state, decode_config=decode_config, rows=len(prompts), limit=limit, mesh=mesh
+        state=state,
+        decode_config=decode_config,
+        rows=len(prompts),
+        forced=len(forced),
+        limit=limit,
+        mesh=mesh,
     )
 
 
@@ -202,16 +208,22 @@ def collect(
     results = []
     for b in range(prepared.rows):
         ids = [int(t) for t in host.tokens[b, host.start[b] : host.cursor[b]]]
+        generated = int(host.generated[b])
+        # The EOS step is counted in `generated` but never appended: it is the one produced
+        # token that is missing from the buffer.
+        ended_by_eos = generated + prepared.forced - int(host.discarded[b]) > len(ids)
         reason = FINISH_REASONS.get(int(host.finish[b]), "length")  # plain rows end by length
         cut = stop_cut(tokenizer, ids, stop)
         if cut is not None:
             ids, reason = ids[:cut], "eos"
-        stats = GenerationStats(
-            generated_tokens=int(host.generated[b]),
-            kept_tokens=len(ids),
-            discarded_tokens=int(host.discarded[b]),
+        stats = GenerationStats.count(
+            generated=generated,
+            forced=prepared.forced,
+            kept=len(ids),
+            ended_by_eos=ended_by_eos,
+            refused=False,
             rollbacks=int(host.rollbacks[b]),
-            max_rollback_tokens=int(host.max_rollback[b]),
+            max_rollback=int(host.max_rollback[b]),
             wall_seconds=wall_seconds,
         )
         text = tokenizer.decode(ids, skip_special_tokens=True)

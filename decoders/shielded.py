@@ -189,13 +189,14 @@ def _collect(
         events = list(row.events)
         if strategy == "mask":
             events.extend(judge.report(ids))
-        produced = int(steps[b]) + row.forced
-        stats = GenerationStats(
-            generated_tokens=int(steps[b]),
-            kept_tokens=len(ids),
-            discarded_tokens=produced - (len(ids) if reason != "refused" else 0),
+        stats = GenerationStats.count(
+            generated=int(steps[b]),
+            forced=row.forced,
+            kept=len(ids),
+            ended_by_eos=reason == "eos",  # shielded rows end with "eos" only on the EOS token
+            refused=reason == "refused",
             rollbacks=row.trace.rollbacks,
-            max_rollback_tokens=row.trace.max_rollback,
+            max_rollback=row.trace.max_rollback,
             wall_seconds=wall,
         )
         results.append(

@@ -45,9 +45,19 @@ from shield.result import (
 )
 from shield.sampling import SamplingConfig, sample_token
 
-__all__ = ["Choose", "Config", "Finished", "Machine", "ReferenceSettings", "reference_generate"]
+__all__ = [
+    "Choose",
+    "Config",
+    "Finished",
+    "Machine",
+    "ReferenceSettings",
+    "Sampler",
+    "reference_generate",
+]
 
 NextLogits = Callable[[Sequence[int]], np.ndarray]
+#: ``sampler(logits, blocked, position, attempt) -> token``: draws one token that is not blocked.
+Sampler = Callable[[np.ndarray, np.ndarray, int, int], int]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -316,6 +326,7 @@ def reference_generate(
     prefill: Sequence[int] = (),
     encode: Callable[[str], Sequence[int]] | None = None,
     stream: Callable[[str], None] | None = None,
+    sampler: Sampler | None = None,
 ) -> GenerationResult:
     """Generate one response with the reference decoder.
 
@@ -328,6 +339,10 @@ def reference_generate(
         prefill: token ids forced at the start of the response (part of the response).
         encode: turns the refusal text into token ids (needed for ``on_exhausted = "refuse"``).
         stream: called with each piece of text as soon as it can no longer be rolled back.
+        sampler: draws a token from the logits with the blocked tokens removed, given the
+            response position and the attempt; by default :func:`~shield.sampling.sample_token`
+            with ``settings.sampling`` and ``settings.seed``. Differential tests pass the device
+            decoder's own draw, so that both decoders can be compared under sampling.
 
     Returns:
         The :class:`~shield.result.GenerationResult`.
@@ -354,14 +369,18 @@ def reference_generate(
             current = machine.stuck(current)
         else:
             logits = np.asarray(next_logits([*prompt, *current.kept]), dtype=np.float64)
-            token = sample_token(
-                logits,
-                action.blocked,
-                settings.sampling,
-                seed=settings.seed,
-                position=len(current.kept),
-                attempt=current.attempt,
-            )
+            position, attempt = len(current.kept), current.attempt
+            if sampler is not None:
+                token = sampler(logits, action.blocked, position, attempt)
+            else:
+                token = sample_token(
+                    logits,
+                    action.blocked,
+                    settings.sampling,
+                    seed=settings.seed,
+                    position=position,
+                    attempt=attempt,
+                )
             current = machine.read(current, token, forced=False)
     if not isinstance(current, Finished):  # unreachable by the termination theorem; fail closed
         current = machine.exhausted(current, Failure(tokens=(eos_id,), start=0, rule="fuel"))
@@ -369,14 +388,14 @@ def reference_generate(
         released.close(current.text)
     config = current.config
     kept = len(current.tokens)
-    stats = GenerationStats(
-        generated_tokens=config.steps,
-        kept_tokens=kept,
-        discarded_tokens=config.steps
-        + config.forced
-        - (kept if current.reason != "refused" else 0),
+    stats = GenerationStats.count(
+        generated=config.steps,
+        forced=config.forced,
+        kept=kept,
+        ended_by_eos=current.reason == "eos",
+        refused=current.reason == "refused",
         rollbacks=config.trace.rollbacks,
-        max_rollback_tokens=config.trace.max_rollback,
+        max_rollback=config.trace.max_rollback,
         wall_seconds=time.perf_counter() - started,
     )
     return GenerationResult(

@@ -73,11 +73,22 @@ class Event:
 class GenerationStats:
     """Counters of one generation.
 
+    Every token a row produced (``generated_tokens`` sampled by the model, plus the forced
+    prefill's tokens) is exactly one of: kept in the response, discarded, or the EOS step that
+    ended the response. So, for every result that is not a refusal,
+    ``generated_tokens + len(prefill) == kept_tokens + discarded_tokens + end_tokens``; a refusal
+    keeps none of them (its tokens are the refusal text's), and
+    ``generated_tokens + len(prefill) == discarded_tokens + end_tokens``.
+
     Attributes:
-        generated_tokens: model steps for this row (kept plus discarded tokens, forced prefill
-            tokens included).
+        generated_tokens: model steps for this row (sampled tokens, kept or not, the EOS step
+            included; forced prefill tokens are not model steps).
         kept_tokens: tokens in the returned response.
-        discarded_tokens: tokens removed by rewinds, rejected tokens included.
+        discarded_tokens: produced tokens that are not in the response: removed by rewinds
+            (rejected tokens included), cut by a stop string, or left out by a stop or refusal.
+            Positive only when text was rolled back or cut.
+        end_tokens: 1 when the response ended with the model's EOS token (a model step that
+            adds no text), else 0.
         rollbacks: number of rewinds.
         max_rollback_tokens: the most tokens one rewind discarded.
         wall_seconds: wall time of the whole call this row was part of.
@@ -86,9 +97,55 @@ class GenerationStats:
     generated_tokens: int
     kept_tokens: int
     discarded_tokens: int
+    end_tokens: int
     rollbacks: int
     max_rollback_tokens: int
     wall_seconds: float
+
+    @classmethod
+    def count(
+        cls,
+        *,
+        generated: int,
+        forced: int,
+        kept: int,
+        ended_by_eos: bool,
+        refused: bool,
+        rollbacks: int,
+        max_rollback: int,
+        wall_seconds: float,
+    ) -> GenerationStats:
+        """The counters of a finished row from what its decoder counted (the identity above).
+
+        Args:
+            generated: model steps. forced: prefill tokens read. kept: tokens returned.
+            ended_by_eos: the last model step produced the EOS token that ended the response.
+            refused: the response is the refusal text (none of the produced tokens is kept).
+            rollbacks: rewinds. max_rollback: the most tokens one rewind discarded.
+            wall_seconds: the call's wall time.
+
+        Returns:
+            The stats.
+
+        Raises:
+            DecoderError: the counts contradict each other (more kept than produced).
+        """
+        end = 1 if ended_by_eos else 0
+        discarded = generated + forced - end - (0 if refused else kept)
+        if discarded < 0:
+            raise DecoderError(
+                f"stats: expected generated ({generated}) + forced ({forced}) >= kept ({kept}) + "
+                f"end ({end}); the decoder's counters disagree"
+            )
+        return cls(
+            generated_tokens=generated,
+            kept_tokens=kept,
+            discarded_tokens=discarded,
+            end_tokens=end,
+            rollbacks=rollbacks,
+            max_rollback_tokens=max_rollback,
+            wall_seconds=wall_seconds,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from decoders.config import ModelConfig
 from decoders.loading import Model
 from decoders.plain import generate_plain
 from decoders.tokenizer import Tokenizer
 from shield.errors import BudgetError, DecoderError
 from tests.decoders.conftest import TEMPLATE, with_eos
+from tests.decoders.scripted import Script, scripted_model
 
 
 def test_batch_of_different_lengths_equals_single_prompts(
@@ -98,3 +100,33 @@ def test_streaming_releases_the_whole_text(tiny_model: Model, tiny_tokenizer: To
         stream=lambda row, text: pieces.append(text),
     )[0]
     assert "".join(pieces) == result.text
+
+
+def test_counters_add_up_and_the_eos_step_is_counted_on_its_own(
+    tiny_model: Model, tiny_config: ModelConfig, tiny_tokenizer: Tokenizer
+) -> None:
+    """Every produced token is kept, discarded (cut by a stop string) or the EOS step."""
+    (b,) = tiny_tokenizer.encode("b", add_bos=False)
+    eos = tiny_config.eos_token_ids[0]
+    script = Script(tiny_config.vocab_size).everywhere(b, 4.0).after(b, [(eos, 6.0)])
+    ends = generate_plain(
+        scripted_model(tiny_config, script.table), tiny_tokenizer, ["hello", "a"],
+        max_new_tokens=12, temperature=0.0, prefill="or",
+    )  # fmt: skip
+    forced = len(tiny_tokenizer.encode("or", add_bos=False))
+    for result in ends:
+        stats = result.stats
+        assert result.text == "orb" and result.finish_reason == "eos"  # the script ran
+        assert stats.end_tokens == 1 and stats.generated_tokens == 2  # "b", then EOS
+        assert stats.discarded_tokens == 0  # nothing was rolled back or cut
+        assert stats.generated_tokens + forced == stats.kept_tokens + stats.end_tokens
+    no_eos = with_eos(tiny_model, ())
+    long = generate_plain(no_eos, tiny_tokenizer, ["hello"], max_new_tokens=12, temperature=0.0)[0]
+    assert long.stats.end_tokens == 0 and long.finish_reason == "length"
+    stop = long.text[1:3]
+    cut = generate_plain(
+        no_eos, tiny_tokenizer, ["hello"], max_new_tokens=12, temperature=0.0, stop=[stop]
+    )[0]
+    assert cut.stats.kept_tokens < long.stats.kept_tokens, "the stop string must cut the text"
+    assert cut.stats.end_tokens == 0
+    assert cut.stats.discarded_tokens == cut.stats.generated_tokens - cut.stats.kept_tokens > 0
