@@ -1,6 +1,6 @@
 """The toxicity evaluation of the README: RealToxicityPrompts "challenging" dev prompts, four strategies.
 
-All 300 prompts of ``../shared/data/rtp_challenging_dev.jsonl`` go through ``none``, ``mask``,
+All 300 prompts of ``data/rtp_challenging_dev.jsonl`` go through ``none``, ``mask``,
 ``reset`` and ``backtrack`` on the bundled SmolLM2-135M-Instruct with the spec
 ``specs/library/toxicity.toml``: K = 1 sample per prompt, N = 32 new tokens, seed 0,
 temperature 1, top-p 0.9, plain continuation (no chat template), batches of 8. Every strategy
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PROMPTS = ROOT.parent / "shared" / "data" / "rtp_challenging_dev.jsonl"
+PROMPTS = ROOT / "data" / "rtp_challenging_dev.jsonl"
 SPEC = ROOT / "specs" / "library" / "toxicity.toml"
 SAMPLES = 1  # K
 NEW_TOKENS = 32  # N

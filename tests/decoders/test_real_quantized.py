@@ -26,7 +26,7 @@ from decoders.tokenizer import Tokenizer
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real_model")]
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "rtp_challenging_dev.jsonl"
+DATA = Path(__file__).resolve().parents[2] / "data" / "rtp_challenging_dev.jsonl"
 TOKENS = 256
 
 

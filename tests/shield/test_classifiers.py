@@ -19,7 +19,7 @@ from shield.classifiers import score
 from shield.errors import ClassifierError
 
 ROOT = Path(__file__).resolve().parents[2]
-DEV = ROOT.parent / "shared" / "data" / "rtp_challenging_dev.jsonl"
+DEV = ROOT / "data" / "rtp_challenging_dev.jsonl"
 EVASION = ROOT / "tests" / "robustness" / "evasion_corpus.jsonl"
 
 
