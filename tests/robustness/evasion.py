@@ -1,5 +1,10 @@
 """The labelled evasion corpus: forbidden words under documented transformations, and clean text.
 
+The transformations draw their stand-ins from the compiler's own tables (``CONFUSABLES``, ``LEET``,
+``ZERO_WIDTH``, ``SEPARATORS``), so full recall on this corpus shows that the compiler implements
+its tables, not that the tables are complete. ``evasion_unicode.py`` builds obfuscations from an
+independent source (Unicode's confusables data and NFKC) and measures recall on those.
+
 Every record is ``{"transformation", "word", "text", "label"}``; ``label`` is ``"violation"`` for a
 transformed forbidden word and ``"clean"`` for a sentence that must not match. The corpus is a pure
 function of the word sample and the seed (:func:`build_corpus`); ``evasion_corpus.jsonl`` next to
