@@ -61,6 +61,8 @@ def overhead(model, tokenizer, judge, runs: int, new_tokens: int) -> None:  # ty
     clean = all(s.stats.rollbacks == 0 for s in shielded)
     _row("identical tokens (transparency)", str(same), "True", "PASS" if same else "MISS")
     _row("no rollbacks on these prompts", str(clean))
+    if not (same and clean):  # timing two different outputs would compare nothing
+        raise SystemExit("bench_backtrack: shielded output differs from plain on clean prompts")
     plain_rates, shielded_rates, ratios = [], [], []
     for run in range(runs):
         # Alternate which goes first, so drifts in machine load hit both sides alike.
