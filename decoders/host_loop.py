@@ -184,7 +184,12 @@ class EventHost:
         if event in (EVENT_WINDOW, EVENT_LENGTH):
             before = self.configuration(row, kept[:-1], states[:-1])
             after = machine.read(before, kept[-1], forced=False)
-            if event == EVENT_LENGTH and isinstance(after, Config):
+            # The response is full only if the read kept the token (no rewind): then END is read.
+            if (
+                event == EVENT_LENGTH
+                and isinstance(after, Config)
+                and after.attempt == before.attempt
+            ):
                 after = machine.end(after)
             return self.settle(row, before, after, appended=True)
         raise DecoderError(f"shielded loop: expected an event code in 1..5, received {event}.")

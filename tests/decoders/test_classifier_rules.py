@@ -126,26 +126,13 @@ def test_classifier_scope_on_the_device(
         )
 
 
-LAST_TOKEN_BUG = (
-    "library bug: decoders/host_loop.py:184-188 (EventHost.on_event): on EVENT_LENGTH the host "
-    "calls machine.end() on the configuration that machine.read() returned even when read() "
-    "rewound it (a window closed by the last token was unsafe); end() then finishes the rewound "
-    "row with 'length', and the device returns its own unsafe tokens"
-)
-
-
-@pytest.mark.parametrize(
-    "scope",
-    [
-        pytest.param("sentence", marks=pytest.mark.xfail(strict=True, reason=LAST_TOKEN_BUG)),
-        pytest.param("window", marks=pytest.mark.xfail(strict=True, reason=LAST_TOKEN_BUG)),
-        "response",
-    ],
-)
-def test_window_closed_by_the_last_token_is_judged(
+@pytest.mark.parametrize("scope", ["sentence", "window", "response"])
+def test_unsafe_window_closed_by_the_last_token_is_rolled_back(
     tiny_config: ModelConfig, tiny_tokenizer: Tokenizer, scope: str, record_property: Record
 ) -> None:
-    """The response is full (``max_new_tokens = 2``) on the very token that closes an unsafe
+    """Regression: when the response became full on the token that closed an unsafe window, the
+    host read END after the rewind and the device returned the unsafe text. The response is full
+    (``max_new_tokens = 2``) on the very token that closes an unsafe
     window ("z." is a sentence and a window of 2 tokens; for ``response`` the end judges it):
     the window must be judged and rolled back like any other, and "c." returned."""
     t = functools.partial(token, tiny_tokenizer)
