@@ -1,38 +1,281 @@
-"""The small-scope model checker finds no counterexample to the theorems on its default grid."""
+"""The small-scope model checker: its instances reach every scenario, and then no theorem fails.
+
+Each test first asserts that the exploration reached the scenarios it is about (a rewind, a
+position retried twice, a stuck row, exhaustion, a refusal, a rollback into the prefill, a
+classifier failure, a whole word confirmed by END, a violation plain decoding lets through, a clean
+plain path), and only then that no property failed, so a check that never met its scenario cannot
+pass. The planted-bug tests show that each check can fail: each plants one bug in the controller or
+the reference machine (by monkeypatching) and asserts the checker names the broken theorem.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from proofs.model_checker import check, default_instances
+import shield.controller as controller
+from proofs.model_checker import (
+    CONTAINS_B,
+    POSSIBLE,
+    SCENARIOS,
+    VOCABULARY,
+    Coverage,
+    Instance,
+    Report,
+    check,
+    contains_b,
+    default_instances,
+)
+from shield.judge import Judge
+from shield.policy import BacktrackPolicy
+from shield.rules import ClassifierRule, LiteralRule, MatchOptions, RegexRule, WordsRule
+
+INSTANCES = {instance.name: instance for instance in default_instances()}
 
 
-@pytest.mark.parametrize("index", range(len(default_instances())))
-def test_instance_has_no_counterexample(index: int) -> None:
-    instance = default_instances()[index]
-    report = check(instance)
-    assert report.problems == ()
+@functools.cache
+def _report(name: str) -> Report:
+    """Each default instance is explored once per test process."""
+    return check(INSTANCES[name])
+
+
+def _kinds(report: Report) -> set[str]:
+    """The properties a report says failed (``termination``, ``progress``, ...)."""
+    return {problem.split(":", 1)[0] for problem in report.problems}
+
+
+@pytest.mark.parametrize("name", list(INSTANCES))
+def test_instance_reaches_its_scenarios_and_has_no_counterexample(name: str) -> None:
+    instance = INSTANCES[name]
+    report = _report(name)
+    missing = instance.expect - report.coverage.reached()
+    assert not missing, f"{name} never reached {sorted(missing)}: its checks would prove nothing"
     assert report.finished > 0
+    assert report.problems == ()
 
 
-def test_checker_finds_a_planted_bug(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The checker is not vacuous: a controller that forgets its bans loops, and it says so."""
-    import shield.controller as backtrack
-    from shield.reference import Machine
+def test_every_strategy_reaches_every_scenario_it_can() -> None:
+    """Per strategy, every scenario the strategy can reach is reached; those it cannot (a rewind
+    under ``none``, a stuck row under ``reset``) are never seen."""
+    totals: dict[str, Coverage] = {}
+    for name, instance in INSTANCES.items():
+        totals[instance.strategy] = (
+            totals.get(instance.strategy, Coverage()) + _report(name).coverage
+        )
+    assert set(totals) == {"none", "mask", "reset", "backtrack"}
+    for strategy, coverage in totals.items():
+        for scenario in SCENARIOS:
+            count = getattr(coverage, scenario)
+            if scenario in POSSIBLE[strategy]:
+                assert count > 0, f"{strategy} never reached {scenario}"
+            else:
+                assert count == 0, f"{strategy} reached {scenario}, which it cannot"
+    assert all(_report(name).problems == () for name in INSTANCES)
 
-    original = backtrack.plan_rewind
 
-    def forgetful(trace, failure, policy, is_checkpoint, *, restart=False):  # type: ignore[no-untyped-def]
-        plan = original(trace, failure, policy, is_checkpoint, restart=restart)
-        if isinstance(plan, backtrack.Rewind):
-            from dataclasses import replace
+def test_scorer_resolves_by_name() -> None:
+    from shield.classifiers import score
 
-            return replace(
-                plan, banned=frozenset(), trace=replace(plan.trace, bans=frozenset(), discarded=0)
-            )
-        return plan
+    assert contains_b(["abc", "a c"]) == [1.0, 0.0]
+    assert score(CONTAINS_B, ["b", "a"]) == [1.0, 0.0]
 
-    monkeypatch.setattr("shield.reference.plan_rewind", forgetful)
-    assert Machine is not None
-    report = check(default_instances()[0], max_nodes=5_000)
-    assert report.problems, "a controller without bans or budget must be caught"
+
+# -- random small instances ------------------------------------------------------------------------
+
+RULE_POOL = (
+    WordsRule(id="ab", words=("ab",)),
+    WordsRule(id="ab-word", words=("ab",), match=MatchOptions(whole_word=True)),
+    LiteralRule(id="aa", literal="aa"),
+    RegexRule(id="b-run", pattern="bb+"),
+    RegexRule(id="a-then-b", pattern="a[ ]?b"),
+    ClassifierRule(
+        id="no-b-pair", scorer=CONTAINS_B, threshold=0.5, scope="window", window_tokens=2
+    ),
+    ClassifierRule(id="no-b-sentence", scorer=CONTAINS_B, threshold=0.5),
+)
+
+
+def test_random_small_instances_have_no_counterexample() -> None:
+    """Random small specs, policies, strategies, bounds and prefills; the examples together must
+    reach every scenario before their silence counts."""
+    totals: dict[str, Coverage] = {}
+
+    @settings(derandomize=True, max_examples=max(150, settings().max_examples))
+    @given(
+        rules=st.lists(
+            st.sampled_from(RULE_POOL), min_size=1, max_size=3, unique_by=lambda r: r.id
+        ),
+        policy=st.builds(
+            BacktrackPolicy,
+            checkpoint=st.sampled_from(["token", "word"]),
+            max_rollback_tokens=st.integers(1, 3),
+            max_retries=st.integers(1, 3),
+            max_discarded_tokens=st.integers(1, 5),
+            on_exhausted=st.sampled_from(["stop", "refuse"]),
+            refusal=st.just("a"),
+        ),
+        strategy=st.sampled_from(["backtrack", "reset", "mask", "none"]),
+        max_new=st.integers(0, 3),
+        prefill=st.lists(st.integers(1, len(VOCABULARY) - 1), max_size=2),
+    )
+    def explore_one(
+        rules: list[Any], policy: BacktrackPolicy, strategy: str, max_new: int, prefill: list[int]
+    ) -> None:
+        instance = Instance(
+            name="random",
+            rules=tuple(rules),
+            policy=policy,
+            strategy=strategy,
+            max_new_tokens=max_new,
+            prefill=tuple(prefill),
+        )
+        report = check(instance)
+        totals[strategy] = totals.get(strategy, Coverage()) + report.coverage
+        assert report.finished > 0
+        assert report.problems == ()
+
+    explore_one()
+    # Derandomized, so the examples (and these totals) are the same on every run; at least 150
+    # of them, the fewest that reach a whole word confirmed by END. A stuck row
+    # needs a position with every token banned, more retries than these policies allow: the
+    # "stuck" instance covers it.
+    rewinding = totals["backtrack"] + totals["reset"]
+    for scenario in SCENARIOS:
+        if scenario not in ("stuck", "plain_violations"):
+            assert getattr(rewinding, scenario) > 0, f"no random instance reached {scenario}"
+    assert totals["backtrack"].retried_twice > 0
+    assert (totals["none"] + totals["mask"]).plain_violations > 0
+
+
+# -- planted bugs: every check can fail ------------------------------------------------------------
+
+Plan = Callable[..., controller.Rewind | controller.Exhausted]
+
+
+def _plant(monkeypatch: pytest.MonkeyPatch, change: Callable[[Any, Any, Any, Plan], Any]) -> None:
+    """Replace the reference machine's ``plan_rewind`` by ``change(trace, failure, policy, plan)``
+    where ``plan(policy)`` runs the real controller."""
+    original = controller.plan_rewind
+
+    def planted(trace, failure, policy, is_checkpoint, *, restart=False):  # type: ignore[no-untyped-def]
+        def plan(with_policy: BacktrackPolicy) -> Any:
+            return original(trace, failure, with_policy, is_checkpoint, restart=restart)
+
+        return change(trace, failure, policy, plan)
+
+    monkeypatch.setattr("shield.reference.plan_rewind", planted)
+
+
+def test_progress_check_catches_bans_dropped_at_the_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bug ``p <= target`` -> ``p < target``: earlier bans at the rewind target are dropped."""
+
+    def drop_bans_at_target(trace: Any, failure: Any, policy: Any, plan: Plan) -> Any:
+        result = plan(policy)
+        if not isinstance(result, controller.Rewind):
+            return result
+        target = result.target
+        bans = frozenset((p, t) for p, t in result.trace.bans if p < target)
+        bans |= {(target, failure.tokens[target])}
+        new_trace = replace(result.trace, bans=bans)
+        return replace(result, trace=new_trace, banned=new_trace.banned_at(target))
+
+    _plant(monkeypatch, drop_bans_at_target)
+    report = check(INSTANCES["retries-backtrack"])
+    assert report.coverage.retried_twice > 0  # the scenario: a position retried twice
+    assert "progress" in _kinds(report)
+
+
+def test_retry_bound_catches_ignored_max_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    _plant(
+        monkeypatch,
+        lambda trace, failure, policy, plan: plan(replace(policy, max_retries=10**6)),
+    )
+    report = check(INSTANCES["retries-backtrack"])
+    assert report.coverage.retried_twice > 0
+    assert "progress" in _kinds(report)
+
+
+def test_termination_measure_catches_an_uncharged_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    def free_rewinds(trace: Any, failure: Any, policy: Any, plan: Plan) -> Any:
+        result = plan(policy)
+        if isinstance(result, controller.Rewind):
+            return replace(result, trace=replace(result.trace, discarded=trace.discarded))
+        return result
+
+    _plant(monkeypatch, free_rewinds)
+    report = check(INSTANCES["stuck-backtrack"])
+    assert report.coverage.rewinds > 0
+    assert any("measure" in problem for problem in report.problems)
+    # reset has no bans to stop it: its runs get longer than the reference loop's fuel.
+    report = check(INSTANCES["stuck-reset"])
+    assert report.coverage.rewinds > 0
+    assert any("a run takes more than" in problem for problem in report.problems)
+
+
+def test_state_graph_catches_a_controller_that_forgets_everything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without bans, retry counts or a budget, a row can fail the same way for ever: the graph of
+    decoder states has a cycle (the configuration graph cannot: its step counters only grow)."""
+
+    def forgetful(trace: Any, failure: Any, policy: Any, plan: Plan) -> Any:
+        result = plan(policy)
+        if isinstance(result, controller.Rewind):
+            blank = replace(result.trace, bans=frozenset(), retries=(), discarded=0)
+            return replace(result, banned=frozenset(), trace=blank)
+        return result
+
+    _plant(monkeypatch, forgetful)
+    report = check(INSTANCES["stuck-backtrack"], max_nodes=500)
+    assert report.coverage.rewinds > 0
+    assert any("states have a cycle" in problem for problem in report.problems)
+
+
+def test_bounded_rollback_catches_unbounded_rewinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bug ``lo = max(0, end - R)`` -> ``lo = 0``."""
+    _plant(
+        monkeypatch,
+        lambda trace, failure, policy, plan: plan(replace(policy, max_rollback_tokens=10**6)),
+    )
+    report = check(INSTANCES["stuck-backtrack"])
+    assert report.coverage.rewinds > 0
+    assert "bounded rollback" in _kinds(report)
+
+
+def test_soundness_catches_unjudged_classifier_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Judge, "closed_window_failure", lambda self, tokens: None)
+    report = check(INSTANCES["classifier-backtrack"])
+    assert report.coverage.classifier_failures > 0  # the END check still sees the classifier
+    assert "soundness" in _kinds(report)
+
+
+def test_transparency_catches_a_mask_that_blocks_clean_tokens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A mask that blocks every token but EOS is still a subgraph of plain decoding, but it does
+    not reproduce the clean plain paths."""
+
+    def nothing_allowed(self: Judge, state: Any, eos_ids: Any) -> np.ndarray:
+        allowed = np.zeros(len(self.token_bytes), dtype=bool)
+        allowed[list(eos_ids)] = True
+        return allowed
+
+    monkeypatch.setattr(Judge, "allowed", nothing_allowed)
+    report = check(INSTANCES["prefill-mask"])
+    assert report.coverage.clean_paths > 0
+    assert "transparency" in _kinds(report)
+
+
+def test_soundness_catches_an_unchecked_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decoder that skips the END check returns whole words that END confirms."""
+    monkeypatch.setattr(Judge, "end_failure", lambda self, kept, state, extra: None)
+    report = check(INSTANCES["refuse-backtrack"])
+    assert report.coverage.rewinds > 0
+    assert "soundness" in _kinds(report)

@@ -6,21 +6,13 @@ import hashlib
 from types import SimpleNamespace
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import shield
 from shield.judge import Judge
 from shield.policy import BacktrackPolicy
-from shield.reference import (
-    Choose,
-    Config,
-    Finished,
-    Machine,
-    ReferenceSettings,
-    reference_generate,
-)
+from shield.reference import ReferenceSettings, reference_generate
 from shield.rules import MatchOptions, RegexRule, WordsRule
 from shield.sampling import SamplingConfig
 
@@ -202,85 +194,6 @@ def test_greedy_retry_differs() -> None:
     result = reference_generate(adversarial_model, [1], judge=judge, eos_id=EOS, settings=run)
     assert result.stats.rollbacks >= 1
     assert b"abc" not in b"".join(VOCAB[t] for t in result.tokens)
-
-
-class DecodingMachine(RuleBasedStateMachine):
-    """Model-based test: an adversary picks every token; the theorems are invariants."""
-
-    @initialize(
-        rules=rule_sets,
-        policy=policies,
-        strategy=st.sampled_from(["backtrack", "reset"]),
-        max_new=st.integers(1, 8),
-    )
-    def setup(self, rules, policy, strategy, max_new):  # type: ignore[no-untyped-def]
-        self.compiled, judge = make_judge(rules, policy)
-        self.policy = policy
-        self.strategy = strategy
-        self.max_new = max_new
-        self.machine = Machine(
-            judge, EOS, ReferenceSettings(strategy=strategy, max_new_tokens=max_new), encode=encode
-        )
-        self.current: Config | Finished = self.machine.initial()
-        self.failed: list[tuple[int, ...]] = []
-
-    @rule(choice=st.integers(0, len(VOCAB) - 1))
-    def step(self, choice: int) -> None:
-        if isinstance(self.current, Finished):
-            return
-        before = self.current
-        action = self.machine.action(before)
-        if action == "end":
-            self.current = self.machine.end(before)
-        elif isinstance(action, int):
-            self.current = self.machine.read(before, action, forced=True)
-        else:
-            assert isinstance(action, Choose)
-            allowed = [t for t in range(len(VOCAB)) if not action.blocked[t]]
-            if not allowed:
-                self.current = self.machine.stuck(before)
-            else:
-                self.current = self.machine.read(
-                    before, allowed[choice % len(allowed)], forced=False
-                )
-        after = self.current.config if isinstance(self.current, Finished) else self.current
-        if self.strategy == "backtrack" and after.attempt > before.attempt:
-            target = len(after.kept)
-            for token in after.trace.banned_at(target):
-                self.failed.append((*after.kept, token))
-
-    @invariant()
-    def kept_text_never_violates(self) -> None:
-        if not hasattr(self, "machine"):
-            return
-        if isinstance(self.current, Finished):
-            if self.current.reason != "refused":  # a finished text passes, END included
-                assert self.compiled.scan(self.current.text) == []
-            return
-        data = b"".join(VOCAB[t] for t in self.current.kept)
-        assert self.compiled.first_violation(data, final=False) is None
-
-    @invariant()
-    def bounds_hold(self) -> None:
-        if not hasattr(self, "machine"):
-            return
-        config = self.current.config if isinstance(self.current, Finished) else self.current
-        assert config.steps <= self.max_new + self.policy.max_discarded_tokens
-        assert config.trace.discarded <= self.policy.max_discarded_tokens
-        if self.strategy == "backtrack":
-            assert config.trace.max_rollback <= self.policy.max_rollback_tokens
-
-    @invariant()
-    def failed_continuations_never_repeat(self) -> None:
-        if not hasattr(self, "machine"):
-            return
-        config = self.current.config if isinstance(self.current, Finished) else self.current
-        for prefix in self.failed:
-            assert config.kept[: len(prefix)] != prefix or len(config.kept) < len(prefix)
-
-
-DecodingMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=40, deadline=None)
-TestDecodingMachine = DecodingMachine.TestCase
 
 
 @given(rules=rule_sets, policy=policies, salt=st.integers(0, 10_000), max_new=st.integers(0, 14))
