@@ -28,8 +28,10 @@ Every check below holds on every node or every edge of that graph, so on every p
   by propagating the set of failed prefixes in topological order); no position is retried more
   than ``M`` times while its prefix is unchanged (counted from the rollback events, not the
   controller's trace);
-* transparency: for ``none`` nothing is blocked beyond the never-produced tokens and nothing is
-  rewound; for ``mask`` nothing is rewound and its graph is a subgraph of the ``none`` graph (the
+* transparency: for ``none``, and for ``reset`` and ``backtrack`` before their first rewind,
+  nothing is blocked beyond the never-produced tokens (so a sampler draws what plain decoding
+  draws: every-token exploration cannot see a distribution, only the logit processing); for
+  ``none`` nothing is rewound; for ``mask`` nothing is rewound and its graph is a subgraph of the ``none`` graph (the
   only difference is blocked tokens); for ``mask``, ``reset`` and ``backtrack``, every plain path
   that never makes the shield reject is a path of the strategy with the same tokens, the same
   finish reason and no rewind.
@@ -605,8 +607,15 @@ def _check_plain(
             continue
         action = machine.action(value)
         if isinstance(action, Choose):
-            if instance.strategy == "none" and not (action.blocked == never).all():
-                problems.add("transparency", f"none blocked a token at {value.kept}")
+            # Plain decoding blocks only the never-produced tokens; so do the rewinding
+            # strategies until their first rewind (the proof's lemma: before a rewind there are
+            # no bans and no repair mask, so a sampler draws exactly what plain decoding draws).
+            # Every-token exploration cannot see a changed distribution, only this.
+            plain_processing = instance.strategy == "none" or (
+                instance.strategy in REWINDING_STRATEGIES and value.attempt == 0
+            )
+            if plain_processing and not (action.blocked == never).all():
+                problems.add("transparency", f"{instance.strategy} blocked a token at {value.kept}")
             if (never & ~action.blocked).any():
                 problems.add("transparency", f"a never-produced token is allowed at {value.kept}")
     if instance.strategy in ("none", "mask"):

@@ -35,6 +35,7 @@ from proofs.model_checker import (
 )
 from shield.judge import Judge
 from shield.policy import BacktrackPolicy
+from shield.reference import Choose, Machine
 from shield.rules import ClassifierRule, LiteralRule, MatchOptions, RegexRule, WordsRule
 
 INSTANCES = {instance.name: instance for instance in default_instances()}
@@ -279,3 +280,24 @@ def test_soundness_catches_an_unchecked_end(monkeypatch: pytest.MonkeyPatch) -> 
     report = check(INSTANCES["refuse-backtrack"])
     assert report.coverage.rewinds > 0
     assert "soundness" in _kinds(report)
+
+
+def test_transparency_catches_a_backtrack_that_masks_before_any_rewind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Masking before the first rewind changes what a sampler draws, though every clean plain
+    path is still a path: the check on the logit processing before a rewind catches it."""
+    original = Machine.action
+
+    def always_masks(self: Machine, config: Any) -> Any:
+        action = original(self, config)
+        if isinstance(action, Choose) and config.attempt == 0:
+            violating = ~self.judge.allowed(config.states[-1], self.eos_ids)
+            if not (violating | action.blocked).all():
+                return Choose(blocked=action.blocked | violating)
+        return action
+
+    monkeypatch.setattr(Machine, "action", always_masks)
+    report = check(INSTANCES["prefill-backtrack"])
+    assert report.coverage.clean_paths > 0
+    assert any("blocked a token" in problem for problem in report.problems)
