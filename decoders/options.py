@@ -97,6 +97,8 @@ class DecodeOptions:
         Raises:
             DecoderError: a name is not a field, or ``max_new_tokens`` is missing.
         """
+        if options is not None and not fields:  # already built by the caller: nothing to redo
+            return options
         names = [field.name for field in dataclasses.fields(cls)]
         unknown = sorted(set(fields) - set(names))
         if unknown:

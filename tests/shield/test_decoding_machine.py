@@ -34,10 +34,7 @@ from shield.judge import Judge
 from shield.policy import BacktrackPolicy
 from shield.reference import Choose, Config, Finished, Machine, ReferenceSettings
 from shield.rules import ClassifierRule, MatchOptions, RegexRule, WordsRule
-
-# Toy vocabulary: EOS, letters, a space, a period, and multi-byte tokens that split words.
-VOCAB: tuple[bytes, ...] = (b"", b"a", b"b", b"c", b" ", b".", b"ab", b" ba", b"ca")
-EOS = 0
+from tests.shield.test_reference import EOS, VOCAB, encode, policies
 
 RULE_POOL = (
     WordsRule(id="bad-word", words=("abc", "cab")),
@@ -51,22 +48,9 @@ RULE_POOL = (
 )
 CLASSIFIER_IDS = frozenset(r.id for r in RULE_POOL if isinstance(r, ClassifierRule))
 
-policies = st.builds(
-    BacktrackPolicy,
-    checkpoint=st.sampled_from(["token", "word", "sentence"]),
-    max_rollback_tokens=st.integers(1, 8),
-    max_retries=st.integers(1, 3),
-    max_discarded_tokens=st.integers(1, 24),
-    on_exhausted=st.sampled_from(["stop", "refuse"]),
-    refusal=st.just("a."),
-)
 rule_sets = st.lists(st.sampled_from(RULE_POOL), min_size=1, max_size=3, unique_by=lambda r: r.id)
 #: EOS one time in twenty (sampled_from picks an index uniformly).
 rarely = st.sampled_from((False,) * 19 + (True,))
-
-
-def encode(text: str) -> list[int]:
-    return [VOCAB.index(bytes([b])) for b in text.encode()]
 
 
 def _config(current: Config | Finished) -> Config:
