@@ -26,7 +26,7 @@ def test_backtrack_equals_plain_when_plain_was_clean_but_exposed() -> None:
     _, judge = make_judge(RULE_POOL, BacktrackPolicy(checkpoint="token"))
     # No top-p cut: every token has some probability, so a violating one was always possible.
     sampling = SamplingConfig(temperature=1.0, top_p=None)
-    exposed_and_clean = 0
+    cases = []  # (salt, runs) of clean plain runs in which a violating token was possible
     for salt in SALTS:
         runs = {
             strategy: reference_generate(
@@ -40,13 +40,13 @@ def test_backtrack_equals_plain_when_plain_was_clean_but_exposed() -> None:
             )
             for strategy in ("none", "backtrack", "reset")
         }
+        if not runs["none"].events and _exposed(judge, runs["none"].tokens):
+            cases.append((salt, runs))
+    # The scenario: enough clean runs in which the shield could have interfered.
+    assert len(cases) >= 20, len(cases)
+    for salt, runs in cases:
         plain = runs["none"]
-        if plain.events or not _exposed(judge, plain.tokens):
-            continue
-        exposed_and_clean += 1
         for strategy in ("backtrack", "reset"):
             assert runs[strategy].tokens == plain.tokens, (salt, strategy)
             assert runs[strategy].finish_reason == plain.finish_reason
             assert runs[strategy].stats.rollbacks == 0
-    # The scenario: enough clean runs in which the shield could have interfered.
-    assert exposed_and_clean >= 20, exposed_and_clean
