@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from shield.automata.determinize import Matcher, determinize
 from shield.automata.dfa import DFA
 from shield.automata.limits import CompileLimits
-from shield.automata.nfa import build_nfa
+from shield.automata.nfa import NFA, build_nfa
 from shield.automata.regex import parse_regex
 from shield.automata.reverse import ReverseScanner
 from shield.automata.syntax import NOT_AFTER_WORD_MASK, NOT_BEFORE_WORD_MASK, Assert, Concat, Node
@@ -41,6 +41,13 @@ class _LazyScanner:
         self._node = node
         self._limits = limits
         self._scanner: ReverseScanner | None = None
+
+    @property
+    def nfa(self) -> NFA:
+        """The pattern NFA (built on first use)."""
+        if self._scanner is None:
+            self._scanner = ReverseScanner(build_nfa(self._node, self._limits))
+        return self._scanner.nfa
 
     def match_span(self, text: bytes, index: int, lower: int = 0) -> tuple[int, int] | None:
         """See :meth:`shield.automata.reverse.ReverseScanner.match_span`."""
