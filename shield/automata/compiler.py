@@ -31,7 +31,7 @@ from shield.rules import (
     WordsRule,
 )
 
-__all__ = ["CompiledRule", "compile_rule"]
+__all__ = ["CompiledRule", "compile_rule", "rule_scanner"]
 
 
 class _LazyScanner:
@@ -173,3 +173,23 @@ def compile_rule(rule: AutomatonRule, limits: CompileLimits) -> CompiledRule:
         f"unknown rule kind {type(rule).__name__}; expected an automaton rule",
         rule_id=getattr(rule, "id", None),
     )
+
+
+def rule_scanner(rule: AutomatonRule, limits: CompileLimits) -> _LazyScanner | None:
+    """The reverse scanner of ``rule``'s violating pattern, without compiling its automata.
+
+    The compiled-shield cache (:mod:`shield.compiled_cache`) stores a rule's automata and rebuilds
+    only this; it finds the same spans as the scanner :func:`compile_rule` gives the rule.
+
+    Args:
+        rule: a rule that compiled.
+        limits: the compile limits.
+
+    Returns:
+        The scanner (its NFA built on first use), or None for a maximum-length rule.
+    """
+    if isinstance(rule, MaxLengthRule):
+        return None
+    pattern = rule.forbid if isinstance(rule, AfterRule) else rule
+    pattern = pattern.pattern if isinstance(pattern, AtMostRule) else pattern
+    return _LazyScanner(_pattern_ast(pattern, rule.id, limits), limits)
