@@ -10,7 +10,8 @@ is built from (all pure; see :mod:`decoders.step` for how a loop body composes t
 * sampling: :class:`SamplingConfig`, :func:`row_keys`, :func:`sample`;
 * host side: :class:`DecodeOptions` (the generation arguments), :func:`prepare`,
   :func:`collect`, :class:`GenerationResult`;
-* sharding: :func:`batch_mesh`, :func:`shard_state`, :func:`replicate`;
+* sharding: :func:`make_mesh` (``data`` and ``model`` axes), :func:`shard_params`,
+  :func:`shard_state`, :func:`batch_mesh`, :func:`replicate`;
 * weights: :data:`WEIGHT_FORMATS`, :class:`QuantizedLinear`, :func:`quantize_params`,
   :class:`NativeKernelError` (int8 weights and their CPU kernel, see :mod:`decoders.quantize`).
 """
@@ -27,7 +28,7 @@ from decoders.paths import bundled_model_path, cache_root
 from decoders.plain import generate_plain
 from decoders.quantize import WEIGHT_FORMATS, quantize_params
 from decoders.sampling import SamplingConfig, row_keys, sample
-from decoders.sharding import batch_mesh, replicate, shard_state
+from decoders.sharding import batch_mesh, make_mesh, replicate, shard_params, shard_state
 from decoders.shielded import generate_shielded, judge_for
 from decoders.state import (
     FINISH_BUDGET,
@@ -89,6 +90,7 @@ __all__ = [
     "init_state",
     "judge_for",
     "load_model",
+    "make_mesh",
     "plain_step",
     "prefill",
     "prepare",
@@ -99,6 +101,7 @@ __all__ = [
     "row_keys",
     "run",
     "sample",
+    "shard_params",
     "shard_state",
     "snapshot",
 ]

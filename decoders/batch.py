@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any, cast
 
 import jax
@@ -23,7 +24,7 @@ from decoders.loading import Model
 from decoders.model import Params
 from decoders.options import DecodeOptions
 from decoders.sampling import SamplingConfig
-from decoders.sharding import batch_mesh, replicate, shard_state
+from decoders.sharding import batch_mesh, data_size, shard_params, shard_state
 from decoders.state import FINISH_LENGTH, FINISH_REASONS, DecodeState, finish
 from decoders.state import init_state as _init_state
 from decoders.step import attention_window
@@ -101,7 +102,7 @@ def prepare(
             f"({max_new_tokens}) needs {needed} cache slots, but only {slots} are available "
             "(max_slots or the model's context); shorten the prompt or lower max_new_tokens."
         )
-    devices = 1 if mesh is None else int(mesh.devices.size)
+    devices = 1 if mesh is None else data_size(mesh)
     batch = -(-len(prompts) // devices) * devices
     pad = batch - len(prompts)
     rows = [ids + forced for ids in prompt_ids] + [prompt_ids[0] + forced] * pad
@@ -113,7 +114,7 @@ def prepare(
     state = _init_state(model.config, decode_config, np.array(seeds + seeds[:1] * pad, np.uint32))
     params = model.params
     if mesh is not None:
-        state, params = shard_state(state, mesh), replicate(params, mesh)
+        state, params = shard_state(state, mesh), shard_params(params, mesh)
     window = attention_window(int(lengths.max()), slots)
     state = _prefill(
         params, model.config, state, jnp.asarray(tokens), jnp.asarray(lengths), window=window
@@ -137,7 +138,7 @@ def prepare_run(
     model: Model, tokenizer: Tokenizer, prompts: Sequence[str], options: DecodeOptions
 ) -> tuple[SamplingConfig, Prepared, Params]:
     """What every decoding path needs first: the sampling rule, the prefilled batch, the weights
-    (replicated over the mesh when there is one).
+    (sharded over the mesh when there is one, see :mod:`decoders.sharding`).
 
     Args:
         model: from :func:`decoders.load_model`.
@@ -153,7 +154,7 @@ def prepare_run(
     )
     chosen = batch_mesh() if options.mesh is True else (options.mesh or None)
     prepared = prepare(model, tokenizer, prompts, dataclasses.replace(options, mesh=chosen))
-    params = model.params if chosen is None else replicate(model.params, chosen)
+    params = model.params if chosen is None else shard_params(model.params, chosen)
     return sampling, prepared, params
 
 
@@ -204,7 +205,10 @@ def collect(
     Returns:
         One result per prompt, in order.
     """
-    host = jax.device_get(state)
+    # Everything but the cache, which stays on the devices (across processes its heads are split
+    # between hosts, so no process could fetch it whole).
+    rows = {f.name: getattr(state, f.name) for f in dataclasses.fields(state) if f.name != "cache"}
+    host = SimpleNamespace(**jax.device_get(rows))
     results = []
     for b in range(prepared.rows):
         ids = [int(t) for t in host.tokens[b, host.start[b] : host.cursor[b]]]
