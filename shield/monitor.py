@@ -6,23 +6,33 @@ violation it meets, with the rule id and the **exact start** of the violating ma
 matches whose detection happened at that symbol, the leftmost start (see :mod:`shield.automata.reverse`).
 Violations are sticky: once violated, every later verdict repeats the first one.
 
-``Shield.scan`` reports every violation in a text, per rule non-overlapping and in order (after a
-detection, matching resumes after the detecting symbol), sorted by start, with **character**
-offsets. ``first_violation`` gives byte offsets.
+``Shield.scan`` reports every violation in a whole text with its **full span**: the
+leftmost-longest matches of the rule's pattern, as ``re`` and ``grep`` report them (see
+:mod:`shield.spans`), per rule non-overlapping and in order, sorted by start, with **character**
+offsets; a match whose full span fails the rule's validator (:mod:`shield.validators`) is
+dropped. Which matches count is the automaton's decision, as in decoding: a rule that the
+automaton never flags reports nothing, and for ``after`` and ``at_most`` rules the matches that
+count start after the trigger's detecting symbol, or after the detecting symbol of the last
+allowed match. ``first_violation`` gives the decoder's verdict (earliest detection, byte offsets).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from shield.automata.alphabet import END
-from shield.automata.compiler import CompiledRule
+from shield.automata.compiler import CompiledRule, compile_rule
+from shield.automata.dfa import DFA
+from shield.automata.limits import DEFAULT_LIMITS
 from shield.lifting import TokenShield
 from shield.policy import BacktrackPolicy
-from shield.rules import ClassifierRule, Rule
+from shield.rules import AfterRule, AtMostRule, ClassifierRule, Pattern, Rule
+from shield.spans import leftmost_longest
+from shield.validators import validate
 
 __all__ = ["Shield", "ShieldState", "Verdict", "Violation"]
 
@@ -211,22 +221,38 @@ class Shield:
             data[verdict.start : verdict.end].decode("utf-8", "replace"),
         )
 
-    def scan(self, text: str) -> list[Violation]:
-        """Every violation in a whole text, with character offsets.
+    def scan(self, text: str, *, validators: bool = True) -> list[Violation]:
+        """Every violation in a whole text, each with its full span, in character offsets.
 
         Args:
             text: the text (END is read after it).
+            validators: drop the matches that fail their rule's validator (False reports every
+                match the automaton counts, as decoding does).
 
         Returns:
             Violations sorted by (start, rule order); per rule they do not overlap.
+
+        Raises:
+            CompileError: an ``after`` trigger or an ``at_most`` pattern, compiled again to find
+                where its rule starts to count, exceeds the default compile limits (only for a
+                spec compiled with raised limits).
+
+        Example:
+            >>> import specs
+            >>> guard = specs.shield_for(specs.load_library("pii"))  # doctest: +SKIP
+            >>> [v.match for v in guard.scan("mail john.doe@example.com")]  # doctest: +SKIP
+            ['john.doe@example.com']
         """
         data = text.encode("utf-8")
         char_of = _char_offsets(text, data)
         found: list[tuple[int, int, Violation]] = []
         for order, rule in enumerate(self.compiled):
+            validator = getattr(rule.rule, "validator", None) if validators else None
             for start, end in self._rule_spans(rule, data):
                 cs = int(char_of[start])
                 ce = int(char_of[end]) + (0 if _is_char_start(data, end) else 1)
+                if validator is not None and not validate(validator, text[cs:ce]):
+                    continue
                 found.append((cs, order, Violation(rule.rule_id, cs, ce, text[cs:ce])))
         return [v for _, _, v in sorted(found, key=lambda x: (x[0], x[1]))]
 
@@ -234,15 +260,10 @@ class Shield:
         if rule.kind == "max_length":
             limit = rule.rule.max_bytes  # type: ignore[union-attr]
             return [(limit, len(data))] if len(data) > limit else []
-        m = rule.matcher
-        table, classes, accepting = m.transitions.tolist(), m.classes.tolist(), m.accepting.tolist()
-        state, lower, spans = m.initial, 0, []
-        for index, symbol in enumerate([*data, END]):
-            state = table[state][classes[symbol]]
-            if accepting[state]:
-                spans.append(rule.span(data, index, lower))
-                lower = index + 1
-        return spans
+        if not _detections(rule.matcher, data, 1):
+            return []  # the automaton decides whether the rule is violated at all
+        assert rule.scanner is not None  # every rule but max_length has a pattern
+        return leftmost_longest(rule.scanner.nfa, data, _counts_from(rule, data))
 
     def refusal_passes(self) -> bool:
         """Whether the policy's refusal text passes every automaton rule.
@@ -263,6 +284,43 @@ class Shield:
             The token shield.
         """
         return TokenShield.build(self.compiled, source, special=special)
+
+
+def _counts_from(rule: CompiledRule, data: bytes) -> int:
+    """The byte offset from which the matches of ``rule`` are violations.
+
+    An after rule counts the matches that start after the symbol that detected its trigger; an
+    at-most rule those after the symbol that detected its last allowed match (matches counted as
+    the automaton counts them, each detected at its earliest byte); other rules every match.
+    """
+    source = rule.rule
+    if isinstance(source, AfterRule):
+        found = _detections(_matcher(source.trigger), data, 1)
+        return found[0] + 1 if found else len(data) + 1
+    if isinstance(source, AtMostRule) and source.count > 0:
+        found = _detections(_matcher(source.pattern), data, source.count)
+        return found[-1] + 1 if len(found) == source.count else len(data) + 1
+    return 0
+
+
+@functools.lru_cache(maxsize=64)
+def _matcher(pattern: Pattern) -> DFA:
+    """The matcher of a rule's part (the same automaton the rule was built from)."""
+    return compile_rule(pattern, DEFAULT_LIMITS).matcher
+
+
+def _detections(matcher: DFA, data: bytes, limit: int) -> list[int]:
+    """The symbol offsets (``len(data)`` for END) of the first ``limit`` detections of ``matcher``."""
+    table, classes = matcher.transitions, matcher.classes
+    accepting = matcher.accepting
+    state, found = matcher.initial, []
+    for index, symbol in enumerate([*data, END]):  # fuel: one round per symbol
+        state = int(table[state, classes[symbol]])
+        if accepting[state]:
+            found.append(index)
+            if len(found) == limit:
+                break
+    return found
 
 
 def _char_offsets(text: str, data: bytes) -> np.ndarray:

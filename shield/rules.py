@@ -27,6 +27,7 @@ __all__ = [
     "RULE_ID_PATTERN",
     "SCOPES",
     "SCORER_REFERENCE",
+    "VALIDATORS",
     "AfterRule",
     "AtMostRule",
     "AutomatonRule",
@@ -76,6 +77,14 @@ NORMALIZATIONS: frozenset[str] = frozenset(
 )
 
 
+#: Checks that decide, on a whole match, whether it is what the rule is about: a payment card
+#: (``luhn``, the Luhn checksum), an IBAN (``iban``, the ISO 13616 mod-97 check) or a phone number
+#: (``phone``, Google's libphonenumber). Scans drop a match whose full span fails the rule's
+#: validator; decoding stays conservative and treats every match as a violation (see
+#: :mod:`shield.validators`, which implements them).
+VALIDATORS: tuple[str, ...] = ("luhn", "iban", "phone")
+
+
 @dataclass(frozen=True, kw_only=True)
 class MatchOptions:
     """How a pattern matches text.
@@ -122,11 +131,15 @@ class MatchOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class WordsRule:
-    """Forbid any of ``words`` (a word list, compiled as Aho–Corasick)."""
+    """Forbid any of ``words`` (a word list, compiled as Aho–Corasick).
+
+    ``validator`` (one of :data:`VALIDATORS`, or None) lets a scan drop a match that fails it.
+    """
 
     id: str
     words: tuple[str, ...]
     match: MatchOptions = field(default_factory=MatchOptions)
+    validator: str | None = None
 
     def __post_init__(self) -> None:
         """Check the id, the options and the words; a list of words is frozen to a tuple.
@@ -135,10 +148,12 @@ class WordsRule:
         rule is compiled, against the limits of that compile.
 
         Raises:
-            SpecSyntaxError: a field is malformed, the list is empty or holds an empty word.
+            SpecSyntaxError: a field is malformed, the list is empty or holds an empty word, or
+                the validator is unknown.
         """
         _check_id(self.id)
         _check_match(self.match, self.id)
+        _check_validator(self.validator, self.id)
         words = self.words
         if isinstance(words, str | bytes) or not isinstance(words, Iterable):
             raise SpecSyntaxError(
@@ -163,11 +178,15 @@ class WordsRule:
 
 @dataclass(frozen=True, kw_only=True)
 class RegexRule:
-    """Forbid any match of ``pattern`` (the documented regex subset)."""
+    """Forbid any match of ``pattern`` (the documented regex subset).
+
+    ``validator`` (one of :data:`VALIDATORS`, or None) lets a scan drop a match that fails it.
+    """
 
     id: str
     pattern: str
     match: MatchOptions = field(default_factory=MatchOptions)
+    validator: str | None = None
 
     def __post_init__(self) -> None:
         """Check the id, the options and that the pattern is a string.
@@ -175,11 +194,12 @@ class RegexRule:
         Whether the pattern is in the supported subset is checked when the rule is compiled.
 
         Raises:
-            SpecSyntaxError: a field is malformed.
+            SpecSyntaxError: a field is malformed or the validator is unknown.
             UnsupportedSpecError: the options ask for normalisations, which regexes do not take.
         """
         _check_id(self.id)
         _check_match(self.match, self.id)
+        _check_validator(self.validator, self.id)
         if not isinstance(self.pattern, str):
             raise SpecSyntaxError(
                 f"pattern must be a string (a regex); got {self.pattern!r}", rule_id=self.id
@@ -194,20 +214,26 @@ class RegexRule:
 
 @dataclass(frozen=True, kw_only=True)
 class LiteralRule:
-    """Forbid the exact string ``literal``."""
+    """Forbid the exact string ``literal``.
+
+    ``validator`` (one of :data:`VALIDATORS`, or None) lets a scan drop a match that fails it.
+    """
 
     id: str
     literal: str
     match: MatchOptions = field(default_factory=MatchOptions)
+    validator: str | None = None
 
     def __post_init__(self) -> None:
         """Check the id, the options and the literal.
 
         Raises:
-            SpecSyntaxError: a field is malformed or the literal is empty.
+            SpecSyntaxError: a field is malformed, the literal is empty or the validator is
+                unknown.
         """
         _check_id(self.id)
         _check_match(self.match, self.id)
+        _check_validator(self.validator, self.id)
         if not isinstance(self.literal, str):
             raise SpecSyntaxError(
                 f"literal must be a string; got {self.literal!r}", rule_id=self.id
@@ -234,11 +260,13 @@ class AfterRule:
         """Check the id and that both parts are patterns (which checked themselves).
 
         Raises:
-            SpecSyntaxError: a field is malformed.
+            SpecSyntaxError: a field is malformed, or a part has a validator.
         """
         _check_id(self.id)
         _check_pattern(self.trigger, "trigger", self.id)
         _check_pattern(self.forbid, "forbid", self.id)
+        _check_unvalidated(self.trigger, "an after rule", self.id)
+        _check_unvalidated(self.forbid, "an after rule", self.id)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,10 +281,12 @@ class AtMostRule:
         """Check the id, the pattern and the count.
 
         Raises:
-            SpecSyntaxError: a field is malformed or ``count`` is not a non-negative integer.
+            SpecSyntaxError: a field is malformed, the pattern has a validator or ``count`` is not
+                a non-negative integer.
         """
         _check_id(self.id)
         _check_pattern(self.pattern, "pattern", self.id)
+        _check_unvalidated(self.pattern, "an at-most rule", self.id)
         _check_count(self.count, "count", self.id)
 
 
@@ -398,6 +428,26 @@ def _check_match(match: object, rule_id: str) -> None:
     if not isinstance(match, MatchOptions):
         raise SpecSyntaxError(
             f"match must be MatchOptions; got {type(match).__name__}", rule_id=rule_id
+        )
+
+
+def _check_validator(validator: object, rule_id: str) -> None:
+    if validator is not None and validator not in VALIDATORS:
+        raise SpecSyntaxError(
+            f"unknown validator {validator!r}; expected one of {', '.join(VALIDATORS)},"
+            " or None for no validator",
+            rule_id=rule_id,
+        )
+
+
+def _check_unvalidated(pattern: Pattern, kind: str, rule_id: str) -> None:
+    # Validators filter whole matches in a scan; an after or at-most rule's verdict depends on
+    # which matches exist (the trigger, the count), which a scan-only filter would change.
+    if pattern.validator is not None:
+        raise SpecSyntaxError(
+            f"validator applies to forbid rules only, not to the patterns of {kind}; got"
+            f" validator {pattern.validator!r}; put the pattern in a forbid rule of its own",
+            rule_id=rule_id,
         )
 
 

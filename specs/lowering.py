@@ -12,11 +12,14 @@ keys                       rule
 ``classifier``             ``ClassifierRule``
 =========================  ==========================================
 
+``validator`` (one of :data:`shield.rules.VALIDATORS`) goes with a plain ``forbid`` rule only.
+
 Any other combination is an error that says which keys go together.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from shield.rules import (
     RULE_ID_FORM,
     RULE_ID_PATTERN,
     SCOPES,
+    VALIDATORS,
     AfterRule,
     AtMostRule,
     ClassifierRule,
@@ -44,7 +48,16 @@ from specs.words import read_words
 __all__ = ["RULE_KEYS", "lower_rule"]
 
 #: Keys a ``[[rule]]`` table may have.
-RULE_KEYS = ("id", "forbid", "after", "at_most", "max_length", "classifier", "match")
+RULE_KEYS = (
+    "id",
+    "forbid",
+    "after",
+    "at_most",
+    "max_length",
+    "classifier",
+    "match",
+    "validator",
+)
 
 _PATTERN_KEYS = ("words", "regex", "literal")
 _AFTER_KEYS = (*_PATTERN_KEYS, "match")
@@ -73,7 +86,7 @@ def lower_rule(table: Any, where: Where, base_dir: Path) -> Rule:
         >>> from specs.lines import LineIndex
         >>> where = Where("<string>", LineIndex(""), ("rule", 0))
         >>> lower_rule({"id": "a", "forbid": {"literal": "x"}}, where, Path("."))
-        LiteralRule(id='a', literal='x', match=MatchOptions(case_insensitive=False, whole_word=False, normalize=frozenset()))
+        LiteralRule(id='a', literal='x', match=MatchOptions(case_insensitive=False, whole_word=False, normalize=frozenset()), validator=None)
     """
     rule_id = _rule_id(table, where)
     where = where.in_rule(rule_id)
@@ -86,6 +99,8 @@ def lower_rule(table: Any, where: Where, base_dir: Path) -> Rule:
             where.child(others[0]).fail(
                 f"{kind} rules take no {others[0]!r} key; put {others[0]} in a rule of its own"
             )
+        if "validator" in table:
+            _refuse_validator(where, kind)
         if kind == "classifier":
             return _classifier_rule(rule_id, table["classifier"], where.child("classifier"))
         return _max_length_rule(rule_id, table["max_length"], where.child("max_length"))
@@ -99,10 +114,15 @@ def lower_rule(table: Any, where: Where, base_dir: Path) -> Rule:
         where.child("at_most").fail(
             "a rule cannot have both after and at_most; split it into two rules"
         )
+    if "validator" in table and ("after" in table or "at_most" in table):
+        _refuse_validator(where, "after" if "after" in table else "at_most")
     match = _match_options(table.get("match"), where.child("match"))
     forbid = _pattern(
         rule_id, table["forbid"], where.child("forbid"), match, base_dir, _PATTERN_KEYS
     )
+    if "validator" in table:
+        validator = where.child("validator").choice(table["validator"], VALIDATORS)
+        forbid = dataclasses.replace(forbid, validator=validator)
     if "after" in table:
         after = where.child("after")
         after_table = after.table(table["after"], _AFTER_KEYS, hint=' such as { regex = "..." }')
@@ -121,6 +141,13 @@ def lower_rule(table: Any, where: Where, base_dir: Path) -> Rule:
         )
         return AtMostRule(id=rule_id, pattern=forbid, count=count)
     return forbid
+
+
+def _refuse_validator(where: Where, kind: str) -> None:
+    where.child("validator").fail(
+        f"validator applies to forbid rules only (a scan drops the matches that fail it); this"
+        f" is a {kind} rule; remove validator, or put the pattern in a forbid rule of its own"
+    )
 
 
 def _rule_id(table: Any, where: Where) -> str:

@@ -120,6 +120,8 @@ def _forbid_lines(pattern: Pattern) -> list[str]:
     lines = [_pattern_line("forbid", pattern)]
     if pattern.match != MatchOptions():
         lines.append(f"match = {_match_table(pattern.match)}")
+    if pattern.validator is not None:
+        lines.append(f"validator = {toml_string(pattern.validator)}")
     return lines
 
 

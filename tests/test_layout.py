@@ -36,7 +36,16 @@ PACKAGES = ("shield", "specs", "decoders", "proofs")
 FRAMEWORKS = ("jax", "jaxlib", "flax", "torch", "transformers", "optax")
 
 _SEMANTICS = ("controller", "judge", "reference", "sampling", "result")
-_RUNTIME = ("monitor", "lifting", "checkpoints", "classifiers", "analysis", "spec_compiler")
+_RUNTIME = (
+    "monitor",
+    "lifting",
+    "checkpoints",
+    "classifiers",
+    "analysis",
+    "spec_compiler",
+    "spans",
+    "validators",
+)
 
 
 def layer_of(module: str) -> tuple[int, str]:

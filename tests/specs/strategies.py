@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from shield.policy import BacktrackPolicy
 from shield.rules import (
     NORMALIZATIONS,
+    VALIDATORS,
     AfterRule,
     AtMostRule,
     ClassifierRule,
@@ -32,7 +33,7 @@ VOCABULARY = (
     "max_discarded_tokens", "on_exhausted", "refusal", "rule", "id", "forbid", "after", "at_most",
     "max_length", "bytes", "classifier", "threshold", "scope", "window_tokens", "match", "case",
     "whole_word", "normalize", "words", "regex", "literal", "file", "package", "resource",
-    "forbd", "rules", "sentence", "insensitive",
+    "forbd", "rules", "sentence", "insensitive", "validator", "luhn",
 )  # fmt: skip
 
 keys = st.one_of(st.sampled_from(VOCABULARY), st.text(min_size=1, max_size=8))
@@ -129,7 +130,8 @@ def rules(draw: st.DrawFn, rule_id: str) -> Rule:
     kind = draw(st.sampled_from(["pattern", "after", "at_most", "max_length", "classifier"]))
     match = draw(_matches)
     if kind == "pattern":
-        return draw(_patterns(rule_id, match))
+        validator = draw(st.none() | st.sampled_from(VALIDATORS))
+        return dataclasses.replace(draw(_patterns(rule_id, match)), validator=validator)
     if kind == "after":
         trigger_match = draw(st.just(match) | _matches)
         trigger = draw(_patterns(rule_id, trigger_match))

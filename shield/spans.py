@@ -1,0 +1,153 @@
+"""Full match spans: the leftmost-longest matches of a pattern in a whole text.
+
+The decoder detects a violation at the earliest byte where some match is complete (see
+:mod:`shield.automata.reverse`); a scan of a finished text reports whole matches instead, the way
+``re`` and ``grep`` do, so that redacting a reported span removes the whole secret.
+
+Definitions, for a pattern NFA over the bytes ``T`` of a whole text (END after it):
+
+- a **match** is a pair ``(s, e)`` such that the NFA reads ``T[s:e]`` from its start state to its
+  final state with every assertion (``^ $ \\b \\B``, whole word) true of the actual neighbouring
+  symbols (the byte before ``s``, or the start of the text; the byte at ``e``, or END);
+- the **leftmost-longest** match at or after ``p``: ``s`` is the least start ``>= p`` of any match,
+  ``e`` the greatest end of a match that starts at ``s``;
+- the matches of a pattern from ``p`` are the leftmost-longest match at or after ``p``, then those
+  at or after its end (after an empty match, its end plus one).
+
+The start is the one ``re.search`` finds (a backtracking search tries every start in order); the
+end is the POSIX choice, the longest, where ``re`` takes the first alternative that succeeds (for
+``a|ab`` on ``ab``, ``re`` says ``a``, this module ``ab``). The tests compare both with ``re``.
+
+Both searches simulate the NFA forward over the real bytes, in time linear in the text times the
+NFA's live states: the start search runs one thread per NFA state tagged with the least start that
+reaches it (two threads in one state at one position have the same future, so the lesser start
+wins), the end search runs the threads of one start until none is left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from shield.automata.alphabet import KIND_END, KIND_OTHER, KIND_WORD, WORD_BYTES
+from shield.automata.nfa import NFA
+from shield.automata.syntax import PREV_BEGIN, PREV_OTHER, PREV_WORD
+
+__all__ = ["leftmost_longest"]
+
+
+def leftmost_longest(nfa: NFA, data: bytes, lower: int = 0) -> list[tuple[int, int]]:
+    """Every leftmost-longest match of ``nfa`` in ``data`` that starts at or after ``lower``.
+
+    Args:
+        nfa: the pattern's Thompson NFA.
+        data: the whole text's bytes (END follows them).
+        lower: the earliest start allowed (context before it still decides assertions).
+
+    Returns:
+        ``(start, end)`` byte offsets, in order and not overlapping (see the module docstring).
+
+    Example:
+        >>> from shield.automata.limits import DEFAULT_LIMITS
+        >>> from shield.automata.nfa import build_nfa
+        >>> from shield.automata.regex import parse_regex
+        >>> leftmost_longest(build_nfa(parse_regex("a+|b"), DEFAULT_LIMITS), b"xaaab")
+        [(1, 4), (4, 5)]
+    """
+    spans: list[tuple[int, int]] = []
+    position = lower
+    for _ in range(len(data) + 2):  # fuel: every round moves ``position`` forward by at least one
+        if position > len(data):
+            break
+        start = _leftmost_start(nfa, data, position)
+        if start is None:
+            break
+        end = _longest_end(nfa, data, start)
+        spans.append((start, end))
+        position = end if end > start else start + 1
+    return spans
+
+
+def _leftmost_start(nfa: NFA, data: bytes, lower: int) -> int | None:
+    """The least start ``>= lower`` of a match, or None."""
+    threads: dict[int, int] = {}  # NFA state -> least start that reaches it here
+    best: int | None = None
+    for position in range(lower, len(data) + 1):  # fuel: one round per position
+        seeds = sorted(threads.items(), key=lambda item: item[1])
+        if best is None:
+            seeds.append((nfa.start, position))  # the greatest tag so far: it goes last
+        closed = _closure(nfa, seeds, data, position)
+        reached = closed.get(nfa.final)
+        if reached is not None and (best is None or reached < best):
+            best = reached
+        if best is not None:
+            closed = {q: tag for q, tag in closed.items() if tag < best}
+            if not closed:
+                return best
+        if position == len(data):
+            break
+        threads = _step(nfa, closed, data[position])
+    return best
+
+
+def _longest_end(nfa: NFA, data: bytes, start: int) -> int:
+    """The greatest end of a match that starts at ``start`` (one is known to exist)."""
+    end = start
+    threads = {nfa.start: start}
+    for position in range(start, len(data) + 1):  # fuel: one round per position
+        closed = _closure(nfa, list(threads.items()), data, position)
+        if nfa.final in closed:
+            end = position
+        if position == len(data) or not closed:
+            break
+        threads = _step(nfa, closed, data[position])
+        if not threads:
+            break
+    return end
+
+
+def _closure(
+    nfa: NFA, seeds: Iterable[tuple[int, int]], data: bytes, position: int
+) -> dict[int, int]:
+    """States reachable by epsilon and (true) assertion edges at ``position``, with their tags.
+
+    Seeds come in increasing tag order and each is closed before the next, so every state keeps
+    the least tag that reaches it.
+    """
+    prev, kind = _prev_kind(data, position), _next_kind(data, position)
+    closed: dict[int, int] = {}
+    for seed, tag in seeds:
+        if seed in closed:
+            continue
+        closed[seed] = tag
+        stack = [seed]
+        while stack:  # each state is pushed once per closure
+            q = stack.pop()
+            targets = list(nfa.epsilon[q])
+            targets += [t for mask, t in nfa.asserts[q] if (mask >> (3 * prev + kind)) & 1]
+            for t in targets:
+                if t not in closed:
+                    closed[t] = tag
+                    stack.append(t)
+    return closed
+
+
+def _step(nfa: NFA, closed: dict[int, int], byte: int) -> dict[int, int]:
+    """The threads after reading ``byte``, each state with the least tag that reaches it."""
+    out: dict[int, int] = {}
+    for q, tag in sorted(closed.items(), key=lambda item: item[1]):
+        for lo, hi, t in nfa.byte_edges[q]:
+            if lo <= byte <= hi and t not in out:
+                out[t] = tag
+    return out
+
+
+def _next_kind(data: bytes, position: int) -> int:
+    if position >= len(data):
+        return KIND_END
+    return KIND_WORD if WORD_BYTES[data[position]] else KIND_OTHER
+
+
+def _prev_kind(data: bytes, position: int) -> int:
+    if position == 0:
+        return PREV_BEGIN
+    return PREV_WORD if WORD_BYTES[data[position - 1]] else PREV_OTHER
