@@ -8,6 +8,8 @@ compiler: the regex subset and the compile limits. Classifier rules are not comp
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shield.automata.determinize import Matcher, determinize
@@ -35,25 +37,30 @@ __all__ = ["CompiledRule", "compile_rule", "rule_scanner"]
 
 
 class _LazyScanner:
-    """A reverse scanner whose NFA is built on the first span asked (word lists compile faster)."""
+    """A reverse scanner whose NFA is built on the first span asked (word lists compile faster).
 
-    def __init__(self, node: Node, limits: CompileLimits) -> None:
+    ``node`` is the pattern, or a function that builds it (:func:`rule_scanner` defers even that).
+    """
+
+    def __init__(self, node: Node | Callable[[], Node], limits: CompileLimits) -> None:
         self._node = node
         self._limits = limits
         self._scanner: ReverseScanner | None = None
 
+    def _built(self) -> ReverseScanner:
+        if self._scanner is None:
+            node = self._node() if callable(self._node) else self._node
+            self._scanner = ReverseScanner(build_nfa(node, self._limits))
+        return self._scanner
+
     @property
     def nfa(self) -> NFA:
         """The pattern NFA (built on first use)."""
-        if self._scanner is None:
-            self._scanner = ReverseScanner(build_nfa(self._node, self._limits))
-        return self._scanner.nfa
+        return self._built().nfa
 
     def match_span(self, text: bytes, index: int, lower: int = 0) -> tuple[int, int] | None:
         """See :meth:`shield.automata.reverse.ReverseScanner.match_span`."""
-        if self._scanner is None:
-            self._scanner = ReverseScanner(build_nfa(self._node, self._limits))
-        return self._scanner.match_span(text, index, lower)
+        return self._built().match_span(text, index, lower)
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,10 +193,10 @@ def rule_scanner(rule: AutomatonRule, limits: CompileLimits) -> _LazyScanner | N
         limits: the compile limits.
 
     Returns:
-        The scanner (its NFA built on first use), or None for a maximum-length rule.
+        The scanner (its pattern and NFA built on first use), or None for a maximum-length rule.
     """
     if isinstance(rule, MaxLengthRule):
         return None
     pattern = rule.forbid if isinstance(rule, AfterRule) else rule
     pattern = pattern.pattern if isinstance(pattern, AtMostRule) else pattern
-    return _LazyScanner(_pattern_ast(pattern, rule.id, limits), limits)
+    return _LazyScanner(functools.partial(_pattern_ast, pattern, rule.id, limits), limits)
