@@ -1,26 +1,40 @@
-"""``shield.compile(spec)``: build a :class:`~shield.monitor.Shield` from any spec-like object."""
+"""``shield.compile(spec)``: build a :class:`~shield.monitor.Shield` from any spec-like object.
+
+The automata of a spec's rules are read from the compiled-shield cache when a valid entry exists
+(see :mod:`shield.compiled_cache`), and compiled and stored otherwise.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from shield.automata.compiler import compile_rule
+from shield.automata.compiler import CompiledRule, compile_rule
 from shield.automata.limits import DEFAULT_LIMITS, CompileLimits
+from shield.compiled_cache import CompiledCache, default_cache
 from shield.errors import SpecError, SpecSyntaxError
 from shield.monitor import Shield
 from shield.policy import BacktrackPolicy
-from shield.rules import ClassifierRule, Rule, check_unique_ids
+from shield.rules import AutomatonRule, ClassifierRule, Rule, check_unique_ids
 
 __all__ = ["compile_spec"]
 
 
-def compile_spec(spec: Any, *, limits: CompileLimits = DEFAULT_LIMITS) -> Shield:
+def compile_spec(
+    spec: Any,
+    *,
+    limits: CompileLimits = DEFAULT_LIMITS,
+    cache: CompiledCache | Literal["default"] | None = "default",
+) -> Shield:
     """Compile a spec into a shield.
 
     Args:
         spec: any object with ``name: str``, ``rules: tuple[Rule, ...]`` and
             ``policy: BacktrackPolicy`` (duck-typed; ``specs.Spec`` is one).
         limits: the compile limits.
+        cache: where compiled automata are read from and stored: ``"default"`` is
+            :func:`shield.compiled_cache.default_cache` (``cache_root()/compiled``, off when
+            ``$SHIELD_NO_CACHE`` is set or inside ``shield.store.caching(False)``); None never
+            reads or writes a cache.
 
     Returns:
         The shield.
@@ -32,6 +46,12 @@ def compile_spec(spec: Any, *, limits: CompileLimits = DEFAULT_LIMITS) -> Shield
         UnsupportedSpecError: a regex uses an unsupported construct.
         CompileError: a limit is exceeded.
         SpecError: the policy's refusal text violates a rule (the error names the rule).
+
+    Example:
+        >>> import specs
+        >>> guard = compile_spec(specs.load_library("secrets"))  # doctest: +SKIP
+        >>> [v.rule for v in guard.scan("key AKIAIOSFODNN7EXAMPLE")]  # doctest: +SKIP
+        ['aws-access-key']
     """
     for name in ("name", "rules", "policy"):
         if not hasattr(spec, name):
@@ -54,9 +74,8 @@ def compile_spec(spec: Any, *, limits: CompileLimits = DEFAULT_LIMITS) -> Shield
                 rule_id=rule_id if isinstance(rule_id, str) else None,
             )
     check_unique_ids(rules)
-    compiled = tuple(
-        compile_rule(rule, limits) for rule in rules if not isinstance(rule, ClassifierRule)
-    )
+    automaton = tuple(rule for rule in rules if not isinstance(rule, ClassifierRule))
+    compiled = _compiled_rules(automaton, limits, default_cache() if cache == "default" else cache)
     shield = Shield(str(spec.name), rules, compiled, spec.policy)
     violation = shield.first_violation(spec.policy.refusal.encode("utf-8"), final=True)
     if violation is not None:
@@ -66,3 +85,17 @@ def compile_spec(spec: Any, *, limits: CompileLimits = DEFAULT_LIMITS) -> Shield
             rule_id=violation.rule,
         )
     return shield
+
+
+def _compiled_rules(
+    rules: tuple[AutomatonRule, ...], limits: CompileLimits, cache: CompiledCache | None
+) -> tuple[CompiledRule, ...]:
+    """The compiled rules: from ``cache`` when it holds a valid entry, else compiled (and stored)."""
+    if cache is not None:
+        lookup = cache.load(rules, limits)
+        if lookup.compiled is not None:
+            return lookup.compiled
+    compiled = tuple(compile_rule(rule, limits) for rule in rules)
+    if cache is not None:
+        cache.store(rules, limits, compiled)
+    return compiled

@@ -8,7 +8,7 @@ rank  layer                modules
 0     vocabulary           ``shield.errors``, ``shield.rules``, ``shield.policy``
 1     automata             ``shield.automata.*`` (compile time)
 2     runtime              the monitor, token lifting, checkpoints, classifiers, analysis,
-                           ``shield.spec_compiler``
+                           ``shield.spec_compiler``, the compiled-shield cache and its store
 3     semantics            the controller, the judge, the reference machine, sampling, results
 4     the ``shield`` API   ``shield/__init__``
 5     specs / decoders     the spec language; the JAX decoder (siblings: neither imports
@@ -43,6 +43,8 @@ _RUNTIME = (
     "classifiers",
     "analysis",
     "spec_compiler",
+    "compiled_cache",
+    "store",
     "spans",
     "validators",
 )
