@@ -8,6 +8,7 @@ rank  layer                modules
 0     vocabulary           ``shield.errors``, ``shield.rules``, ``shield.policy``
 1     automata             ``shield.automata.*`` (compile time)
 2     runtime              the monitor, token lifting, checkpoints, classifiers, analysis,
+                           the grammar export (``shield.export``),
                            ``shield.spec_compiler``, the compiled-shield cache and its store
 3     semantics            the controller, the judge, the reference machine, sampling, results
 4     the ``shield`` API   ``shield/__init__``
@@ -47,6 +48,7 @@ _RUNTIME = (
     "store",
     "spans",
     "validators",
+    "export",
 )
 
 

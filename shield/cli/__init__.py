@@ -14,13 +14,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from shield.cli import check, evaluate, generate, scan
+from shield.cli import check, evaluate, export, generate, scan
 from shield.errors import ShieldError
 
 __all__ = ["main"]
 
 #: The subcommands, by the name typed on the command line.
-_SUBCOMMANDS = {"check": check, "scan": scan, "generate": generate, "eval": evaluate}
+_SUBCOMMANDS = {
+    "check": check,
+    "scan": scan,
+    "generate": generate,
+    "eval": evaluate,
+    "export": export,
+}
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,238 @@
+"""A compiled spec's automaton rules as one llguidance Lark grammar (mask-only enforcement).
+
+The grammar has one lexeme, ``SAFE``: the byte strings that violate no carried rule, written as the
+complement of the union of every rule's *violating* language. Each violating language is built
+from the rule's pattern ASTs (after normalisation, case folding and whole-word wrapping, exactly
+what the compiler determinises) through the detection languages of :mod:`shield.export.kinds`:
+
+- words / regex / literal: a detection somewhere, ``D·ANY | E`` (``D`` ends at a detecting
+  byte, ``E`` is detected by END);
+- after: a trigger detection, then a detection of the forbidden pattern from a matcher restarted
+  after the trigger's detecting byte (its kind decides the forbidden pattern's first ``\\b``);
+- at most N: N + 1 *successive first* detections, each from a matcher restarted after the
+  previous one's detecting byte (``first = D & ~(D·NONEMPTY)``), as our matchers count;
+- max length N: N + 1 bytes.
+
+What a grammar cannot hold is reported, never dropped: classifier rules (a model scores text on
+the host), and any rule whose pattern needs more than a stated export bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shield.automata.compiler import _pattern_ast
+from shield.automata.limits import DEFAULT_LIMITS, CompileLimits
+from shield.automata.syntax import PREV_BEGIN, PREV_OTHER, PREV_WORD
+from shield.export import terms
+from shield.export.kinds import Detections, ExportLimitError, detections
+from shield.export.regex_text import Facts
+from shield.export.terms import Term
+from shield.monitor import Shield
+from shield.rules import (
+    AfterRule,
+    AtMostRule,
+    ClassifierRule,
+    LiteralRule,
+    MaxLengthRule,
+    Pattern,
+    RegexRule,
+    Rule,
+    WordsRule,
+)
+
+__all__ = ["LarkExport", "NotCarried", "export_lark"]
+
+_KINDS = {
+    WordsRule: "words",
+    RegexRule: "regex",
+    LiteralRule: "literal",
+    AfterRule: "after",
+    AtMostRule: "at_most",
+    MaxLengthRule: "max_length",
+    ClassifierRule: "classifier",
+}
+_CLASSIFIER_REASON = (
+    "a classifier rule is scored by a model on the host at scope boundaries; a grammar cannot"
+    " call a model, so only the backtracking decoders enforce it"
+)
+
+
+@dataclass(frozen=True)
+class NotCarried:
+    """A rule the grammar does not enforce, and why.
+
+    Attributes:
+        rule_id: the rule's id.
+        kind: the rule's kind (``classifier``, ``regex``, ...).
+        reason: why the grammar cannot carry it.
+    """
+
+    rule_id: str
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class LarkExport:
+    """The grammar of a spec and what it carries.
+
+    Attributes:
+        spec_name: the spec's name.
+        grammar: the llguidance Lark grammar text (starts with ``%llguidance {}``).
+        carried: ids of the rules the grammar enforces, in spec order.
+        not_carried: the rules it does not enforce, in spec order.
+    """
+
+    spec_name: str
+    grammar: str
+    carried: tuple[str, ...]
+    not_carried: tuple[NotCarried, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: ``{"spec", "format", "grammar", "carried", "not_carried"}``.
+
+        Returns:
+            The dict; ``not_carried`` is a list of ``{"rule", "kind", "reason"}``.
+        """
+        return {
+            "spec": self.spec_name,
+            "format": "lark",
+            "grammar": self.grammar,
+            "carried": list(self.carried),
+            "not_carried": [
+                {"rule": n.rule_id, "kind": n.kind, "reason": n.reason} for n in self.not_carried
+            ],
+        }
+
+
+def export_lark(shield: Shield, *, limits: CompileLimits = DEFAULT_LIMITS) -> LarkExport:
+    """Export a compiled spec's automaton rules as an llguidance Lark grammar.
+
+    The grammar accepts exactly the byte strings (without byte 0xFF, which llguidance reserves)
+    that violate none of the carried rules, END included: a text an engine may finish with EOS
+    is one ``shield.scan`` finds clean.
+
+    Args:
+        shield: the compiled spec (``shield.compile(spec)``).
+        limits: the compile limits the spec was compiled with (word lists are re-checked).
+
+    Returns:
+        The grammar, the carried rule ids and the rules it cannot carry, with reasons.
+
+    Raises:
+        CompileError: a word list exceeds ``limits`` (compile with the same limits).
+
+    Example:
+        >>> import shield, specs
+        >>> exported = export_lark(shield.compile(specs.load_library("pii")))
+        >>> exported.grammar.splitlines()[0], exported.not_carried
+        ('%llguidance {}', ())
+    """
+    carried: list[tuple[str, Term | None]] = []
+    skipped: list[NotCarried] = []
+    for rule in shield.rules:
+        kind = _KINDS[type(rule)]
+        if isinstance(rule, ClassifierRule):
+            skipped.append(NotCarried(rule.id, kind, _CLASSIFIER_REASON))
+            continue
+        try:
+            carried.append((rule.id, _violating(rule, limits)))
+        except ExportLimitError as error:
+            skipped.append(NotCarried(rule.id, kind, str(error)))
+    return LarkExport(
+        spec_name=shield.name,
+        grammar=_grammar(shield.name, carried, skipped),
+        carried=tuple(rule_id for rule_id, _ in carried),
+        not_carried=tuple(skipped),
+    )
+
+
+def _grammar(name: str, carried: list[tuple[str, Term | None]], skipped: list[NotCarried]) -> str:
+    header = [
+        "%llguidance {}",
+        f"// shield export of spec {name!r}: the texts that violate none of the rules below.",
+    ]
+    roots: list[tuple[str, Term]] = []
+    for index, (rule_id, bad) in enumerate(carried, start=1):
+        if bad is None:
+            header.append(f"// rule {rule_id}: carried (its pattern can never match)")
+            continue
+        roots.append((f"RULE_{index}", bad))
+        header.append(f"// rule {rule_id}: carried as RULE_{index} (its violating texts)")
+    for item in skipped:
+        header.append(f"// rule {item.rule_id}: NOT carried ({item.kind}): {item.reason}")
+    safe = terms.negate(terms.alt(term for _, term in roots))  # names each rule's term once
+    lines = terms.render([*roots, ("SAFE", safe)])
+    return "\n".join([*header, "start: SAFE", *lines, ""])
+
+
+def _violating(rule: Rule, limits: CompileLimits) -> Term | None:
+    """The byte strings that violate ``rule`` (None: none do)."""
+    if isinstance(rule, WordsRule | RegexRule | LiteralRule):
+        return _contains(_Pattern(rule, rule.id, limits), PREV_BEGIN)
+    if isinstance(rule, AfterRule):
+        trigger = _Pattern(rule.trigger, rule.id, limits).at(PREV_BEGIN).at_byte
+        forbidden = _Pattern(rule.forbid, rule.id, limits)
+        if not forbidden.looks_back:
+            return terms.seq(trigger, _contains(forbidden, PREV_OTHER))
+        return terms.alt(
+            terms.seq(terms.both(trigger, ends), _contains(forbidden, kind))
+            for kind, ends in ((PREV_WORD, terms.ends_word()), (PREV_OTHER, terms.ends_other()))
+        )
+    if isinstance(rule, AtMostRule):
+        return _more_than(_Pattern(rule.pattern, rule.id, limits), rule.count)
+    assert isinstance(rule, MaxLengthRule)
+    return terms.seq(terms.repeat(terms.ONE, rule.max_bytes + 1, rule.max_bytes + 1), terms.ANY)
+
+
+class _Pattern:
+    """One pattern's AST and its detection languages per restart kind (built once each)."""
+
+    def __init__(self, pattern: Pattern, rule_id: str, limits: CompileLimits) -> None:
+        self.node = _pattern_ast(pattern, rule_id, limits)
+        self.facts = Facts()
+        self.looks_back = self.facts.reaches_prev_assert(self.node)
+        self._at: dict[int, Detections] = {}
+
+    def at(self, restart: int) -> Detections:
+        """The detection languages from a ``restart`` kind (one kind when nothing looks back)."""
+        key = restart if self.looks_back else PREV_OTHER
+        if key not in self._at:
+            self._at[key] = detections(self.node, key, self.facts)
+        return self._at[key]
+
+
+def _contains(pattern: _Pattern, restart: int) -> Term | None:
+    """Texts in which the pattern is detected, from a ``restart`` kind."""
+    found = pattern.at(restart)
+    return terms.alt([terms.seq(found.at_byte, terms.ANY), found.at_end])
+
+
+def _more_than(pattern: _Pattern, count: int) -> Term | None:
+    """Texts with more than ``count`` successive detections (each restarts after the last)."""
+    restarts = (PREV_WORD, PREV_OTHER) if pattern.looks_back else (PREV_OTHER,)
+    ends = {PREV_WORD: terms.ends_word(), PREV_OTHER: terms.ends_other()}
+
+    def first(restart: int) -> tuple[Term | None, Term | None]:
+        found = pattern.at(restart)
+        byte = terms.both(found.at_byte, terms.negate(terms.seq(found.at_byte, terms.NONEMPTY)))
+        end = terms.both(found.at_end, terms.negate(terms.seq(found.at_byte, terms.ANY)))
+        return byte, end
+
+    firsts = {kind: first(kind) for kind in {PREV_BEGIN, *restarts}}
+    # beyond[k]: texts with at least j more detections from restart kind k, for j = 0, 1, ...
+    beyond: dict[int, Term | None] = {kind: terms.ANY for kind in restarts}
+    for j in range(1, count + 2):  # count + 1 detections make a violation
+        kinds = (PREV_BEGIN,) if j == count + 1 else restarts
+        step: dict[int, Term | None] = {}
+        for kind in kinds:
+            byte, end = firsts[kind]
+            if pattern.looks_back:
+                then = terms.alt(terms.seq(terms.both(byte, ends[k]), beyond[k]) for k in restarts)
+            else:
+                then = terms.seq(byte, beyond[PREV_OTHER])
+            step[kind] = terms.alt([then, end if j == 1 else None])
+        beyond = step
+    return beyond[PREV_BEGIN]
