@@ -13,11 +13,14 @@ is built from (all pure; see :mod:`decoders.step` for how a loop body composes t
 * sharding: :func:`make_mesh` (``data`` and ``model`` axes), :func:`shard_params`,
   :func:`shard_state`, :func:`batch_mesh`, :func:`replicate`;
 * weights: :data:`WEIGHT_FORMATS`, :class:`QuantizedLinear`, :func:`quantize_params`,
-  :class:`NativeKernelError` (int8 weights and their CPU kernel, see :mod:`decoders.quantize`).
+  :class:`NativeKernelError` (int8 weights and their CPU kernel, see :mod:`decoders.quantize`);
+* start-up: :func:`enable_compilation_cache` (JAX's on-disk compilation cache, see
+  :mod:`decoders.compilation_cache`).
 """
 
 from decoders.api import generate, resolve_judge
 from decoders.batch import Prepared, collect, prepare
+from decoders.compilation_cache import enable_compilation_cache
 from decoders.config import DecodeConfig, ModelConfig
 from decoders.linear import QuantizedLinear
 from decoders.loading import Model, load_model
@@ -82,6 +85,7 @@ __all__ = [
     "collect",
     "decode_logits",
     "decode_loop",
+    "enable_compilation_cache",
     "finish",
     "generate",
     "generate_plain",

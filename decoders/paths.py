@@ -1,16 +1,17 @@
 """Where the decoder's files live: the on-disk cache and the bundled model.
 
-Both the model loader (converted checkpoints) and the native kernel builder (compiled kernels)
-store under one cache root, so this module sits below both of them.
+The model loader (converted checkpoints), the native kernel builder (compiled kernels) and JAX's
+compilation cache store under one cache root, so this module sits below all of them. The root is
+defined once, in :func:`shield.store.cache_root` (the compiled-shield cache uses it too).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 from shield.errors import ModelLoadError
+from shield.store import cache_root
 
 __all__ = ["BUNDLED_GGUF", "BUNDLED_NAMES", "bundled_model_path", "cache_root"]
 
@@ -18,16 +19,6 @@ __all__ = ["BUNDLED_GGUF", "BUNDLED_NAMES", "bundled_model_path", "cache_root"]
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: Names that select the bundled model.
 BUNDLED_NAMES: tuple[str, ...] = ("smollm2", "smollm2-135m-instruct")
-
-
-def cache_root() -> Path:
-    """Where converted models and compiled kernels are stored.
-
-    Returns:
-        ``$SHIELD_CACHE_DIR`` when set, else ``~/.cache/shield``.
-    """
-    override = os.environ.get("SHIELD_CACHE_DIR")
-    return Path(override).expanduser() if override else Path.home() / ".cache" / "shield"
 
 
 def bundled_model_path() -> Path:

@@ -124,7 +124,7 @@ def _digest(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:
         array = np.ascontiguousarray(arrays[name])  # no copy for what np.load returns
         header = json.dumps([name, array.dtype.str, list(array.shape)])
         hasher.update(len(header).to_bytes(8, "little") + header.encode("utf-8"))
-        hasher.update(array.reshape(-1).view(np.uint8) if array.size else b"")
+        hasher.update(array.reshape(-1).view(np.uint8).data)
     return hasher.hexdigest()
 
 

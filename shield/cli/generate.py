@@ -9,6 +9,10 @@ response; "mask" removes tokens that would complete a forbidden pattern (classif
 reported); "none" decodes plainly and only reports violations. --stream prints text as soon as it
 can no longer be rolled back.
 
+Compiled shields and JAX's compilations are cached under $SHIELD_CACHE_DIR (default
+~/.cache/shield), so a second run starts faster; --no-cache (or SHIELD_NO_CACHE=1) neither reads
+nor writes those caches.
+
 Examples:
   shield generate --spec toxicity --chat --temperature 0 --prompt "Say hi" --prefill "You stupid"
   shield generate --spec pii --prompt "My card is" --max-new-tokens 32 --json
@@ -27,6 +31,7 @@ import sys
 from typing import Any
 
 from shield.result import STRATEGIES
+from shield.store import cache_enabled, caching
 
 HELP = "generate a response with a model, guarded by a spec"
 
@@ -57,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefill", metavar="TEXT", default=None, help="forced response start")
     parser.add_argument("--stream", action="store_true", help="print text as it is released")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="do not read or write the compiled-shield and JAX compilation caches",
+    )
 
 
 def _describe(event: dict[str, Any]) -> str:
@@ -76,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    with caching(cache_enabled() and not args.no_cache):
+        return _generate(args)
+
+
+def _generate(args: argparse.Namespace) -> int:
     import specs
 
     # Compiled before the model loads, so an unusable spec fails fast.
@@ -83,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
     import decoders
 
+    decoders.enable_compilation_cache()  # before the first jitted call; off with --no-cache
     model, tokenizer = decoders.load_model(args.model, weights=args.weights)
     stream_to = sys.stderr if args.json else sys.stdout
 
