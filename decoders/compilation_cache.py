@@ -47,7 +47,7 @@ def enable_compilation_cache(directory: Path | None = None) -> Path | None:
         directory: where the executables are stored; :func:`compilation_cache_dir` when None.
 
     Returns:
-        The folder in use, or None when caching is off (``$SHIELD_NO_CACHE`` or
+        The folder in use, or None when caching is off (``$SHIELD_NO_CACHE``, or inside
         ``shield.store.caching(False)``; see :func:`shield.store.cache_enabled`), in which case
         nothing is changed.
 
@@ -56,7 +56,7 @@ def enable_compilation_cache(directory: Path | None = None) -> Path | None:
         >>> decoders.enable_compilation_cache()  # doctest: +SKIP
         PosixPath('/home/me/.cache/shield/jax')
     """
-    if not cache_enabled():
+    if not cache_enabled(default=True):
         return None
     folder = Path(directory) if directory is not None else compilation_cache_dir()
     jax.config.update("jax_compilation_cache_dir", str(folder))

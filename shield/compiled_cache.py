@@ -224,6 +224,10 @@ class CompiledCache:
 def default_cache() -> CompiledCache | None:
     """The cache under ``cache_root()/compiled``, or None when caching is off.
 
+    The cache is on inside ``shield.store.caching(True)`` (the command line runs every command
+    inside one) unless ``$SHIELD_NO_CACHE`` is set; a library call outside such a block compiles
+    without it.
+
     Returns:
         None when :func:`shield.store.cache_enabled` is False or the compiler's source cannot be
         read (its version is unknown, so no entry could be trusted).

@@ -32,9 +32,9 @@ def compile_spec(
             ``policy: BacktrackPolicy`` (duck-typed; ``specs.Spec`` is one).
         limits: the compile limits.
         cache: where compiled automata are read from and stored: ``"default"`` is
-            :func:`shield.compiled_cache.default_cache` (``cache_root()/compiled``, off when
-            ``$SHIELD_NO_CACHE`` is set or inside ``shield.store.caching(False)``); None never
-            reads or writes a cache.
+            :func:`shield.compiled_cache.default_cache` (``cache_root()/compiled`` inside
+            ``shield.store.caching(True)``, as on the command line; no cache elsewhere or when
+            ``$SHIELD_NO_CACHE`` is set); None never reads or writes a cache.
 
     Returns:
         The shield.

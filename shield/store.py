@@ -65,17 +65,25 @@ def cache_root() -> Path:
     return Path(override).expanduser() if override else Path.home() / ".cache" / "shield"
 
 
-def cache_enabled() -> bool:
+def cache_enabled(*, default: bool = False) -> bool:
     """Whether the compile caches (compiled shields, JAX compilations) may be read and written.
 
+    ``$SHIELD_NO_CACHE`` (any value but ``""`` or ``"0"``) turns them off everywhere; otherwise the
+    innermost :func:`caching` block decides. The command line runs every command inside
+    ``caching(True)``; a library call outside any block gets ``default``.
+
+    Args:
+        default: the answer outside any :func:`caching` block (the compiled-shield cache asks with
+            False, so ``shield.compile`` writes no files unless asked to; an explicit
+            ``decoders.enable_compilation_cache()`` asks with True).
+
     Returns:
-        The setting of the innermost :func:`caching` block, else False when ``$SHIELD_NO_CACHE``
-        is set to anything but ``""`` or ``"0"``, else True.
+        Whether caching is on here.
     """
+    if os.environ.get(NO_CACHE_ENV, "").strip() not in ("", "0"):
+        return False
     override = _ENABLED.get()
-    if override is not None:
-        return override
-    return os.environ.get(NO_CACHE_ENV, "").strip() in ("", "0")
+    return default if override is None else override
 
 
 @contextlib.contextmanager
@@ -83,15 +91,15 @@ def caching(enabled: bool) -> Iterator[None]:
     """Turn the compile caches on or off inside a ``with`` block (this thread and task only).
 
     Args:
-        enabled: the setting inside the block; it overrides ``$SHIELD_NO_CACHE``.
+        enabled: the setting inside the block (``$SHIELD_NO_CACHE`` still turns them off).
 
     Yields:
         Nothing; the previous setting is restored on exit.
 
     Example:
-        >>> with caching(False):
-        ...     cache_enabled()
-        False
+        >>> import shield, specs
+        >>> with caching(True):  # doctest: +SKIP
+        ...     guard = shield.compile(specs.load_library("toxicity"))  # stored, then read back
     """
     token = _ENABLED.set(bool(enabled))
     try:

@@ -4,6 +4,10 @@ The CLI is the composition root of the project: it is the one place in ``shield`
 into ``specs`` (to load a spec) and, lazily and only for ``generate``, into ``decoders`` (which
 needs JAX). ``import shield.cli`` therefore works without JAX.
 
+Every command runs with the compile caches on (compiled shields and JAX compilations under
+``$SHIELD_CACHE_DIR``, see :mod:`shield.store`) unless ``SHIELD_NO_CACHE=1`` is set or
+``generate --no-cache`` is given.
+
 Exit codes: 0 on success, 1 when ``scan`` finds a violation, 2 on bad input with a one-line reason
 on standard error.
 """
@@ -16,6 +20,7 @@ from collections.abc import Sequence
 
 from shield.cli import check, evaluate, export, generate, scan
 from shield.errors import ShieldError
+from shield.store import caching
 
 __all__ = ["main"]
 
@@ -63,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args))
+        with caching(True):
+            return int(args.run(args))
     except ShieldError as error:
         print(f"shield {args.command}: {error}", file=sys.stderr)
         return 2

@@ -31,7 +31,7 @@ import sys
 from typing import Any
 
 from shield.result import STRATEGIES
-from shield.store import cache_enabled, caching
+from shield.store import caching
 
 HELP = "generate a response with a model, guarded by a spec"
 
@@ -86,8 +86,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    with caching(cache_enabled() and not args.no_cache):
-        return _generate(args)
+    if args.no_cache:
+        with caching(False):
+            return _generate(args)
+    return _generate(args)
 
 
 def _generate(args: argparse.Namespace) -> int:
