@@ -8,7 +8,8 @@ Definitions, for a pattern NFA over the bytes ``T`` of a whole text (END after i
 
 - a **match** is a pair ``(s, e)`` such that the NFA reads ``T[s:e]`` from its start state to its
   final state with every assertion (``^ $ \\b \\B``, whole word) true of the actual neighbouring
-  symbols (the byte before ``s``, or the start of the text; the byte at ``e``, or END);
+  symbols (the byte before ``s``, or the start of the text; the byte at ``e``, or END; for word
+  lists' whole words, the characters there: see :mod:`shield.automata.boundaries`);
 - the **leftmost-longest** match at or after ``p``: ``s`` is the least start ``>= p`` of any match,
   ``e`` the greatest end of a match that starts at ``s``;
 - the matches of a pattern from ``p`` are the leftmost-longest match at or after ``p``, then those
@@ -28,9 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shield.automata.alphabet import KIND_END, KIND_OTHER, KIND_WORD, WORD_BYTES
+from shield.automata.boundaries import next_kind, prev_kind
 from shield.automata.nfa import NFA
-from shield.automata.syntax import PREV_BEGIN, PREV_OTHER, PREV_WORD
 
 __all__ = ["leftmost_longest"]
 
@@ -113,7 +113,8 @@ def _closure(
     Seeds come in increasing tag order and each is closed before the next, so every state keeps
     the least tag that reaches it.
     """
-    prev, kind = _prev_kind(data, position), _next_kind(data, position)
+    prev = prev_kind(data, position, nfa.word_chars)
+    kind = next_kind(data, position, nfa.word_chars)
     closed: dict[int, int] = {}
     for seed, tag in seeds:
         if seed in closed:
@@ -139,15 +140,3 @@ def _step(nfa: NFA, closed: dict[int, int], byte: int) -> dict[int, int]:
             if lo <= byte <= hi and t not in out:
                 out[t] = tag
     return out
-
-
-def _next_kind(data: bytes, position: int) -> int:
-    if position >= len(data):
-        return KIND_END
-    return KIND_WORD if WORD_BYTES[data[position]] else KIND_OTHER
-
-
-def _prev_kind(data: bytes, position: int) -> int:
-    if position == 0:
-        return PREV_BEGIN
-    return PREV_WORD if WORD_BYTES[data[position - 1]] else PREV_OTHER

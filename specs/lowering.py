@@ -145,8 +145,8 @@ def lower_rule(table: Any, where: Where, base_dir: Path) -> Rule:
 
 def _refuse_validator(where: Where, kind: str) -> None:
     where.child("validator").fail(
-        f"validator applies to forbid rules only (a scan drops the matches that fail it); this"
-        f" is a {kind} rule; remove validator, or put the pattern in a forbid rule of its own"
+        "validator applies to plain forbid rules only (a scan drops the matches that fail it);"
+        f" this rule has {kind}; remove validator, or put the pattern in a forbid rule of its own"
     )
 
 

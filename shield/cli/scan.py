@@ -5,12 +5,24 @@ file or the name of a library spec (toxicity, pii, secrets). Automaton rules are
 classifier rules are judged per sentence or on the whole text, as their scope says (a "window"
 scope, counted in tokens during generation, is judged on windows of as many words here).
 
+Each violation is a full match: the leftmost-longest match of the rule's pattern, as re and grep
+report it (the decoder flags a match at its earliest byte; a scan reports all of it). A match
+that fails its rule's validator (a Luhn, IBAN or phone-number check) is not reported.
+
+With --redact the text is printed with every violation replaced by "[REDACTED:<rule>]" (or the
+--redact-with template, where {rule} stands for the rule id); overlapping violations are merged
+into one replacement whose {rule} is their ids joined with "+". The exit code stays 0 clean, 1
+violated.
+
 Examples:
   shield scan secrets --text "my key is AKIAIOSFODNN7EXAMPLE"
   shield scan specs/library/pii.toml --json < answer.txt
+  shield scan pii --redact --text "call +1 415 555 0100"    # call [REDACTED:phone-international+phone-us]
 
-With --json the output is one object, with character offsets into the text:
-  {"violations": [{"rule": "aws-access-key", "start": 10, "end": 30, "match": "AKIA..."}]}
+With --json the output is one object, with character offsets into the text (and, with
+--redact, the redacted text):
+  {"violations": [{"rule": "aws-access-key", "start": 10, "end": 30, "match": "AKIA..."}],
+   "redacted": "my key is [REDACTED:aws-access-key]"}
 """
 
 from __future__ import annotations
@@ -27,9 +39,13 @@ from shield.rules import ClassifierRule
 
 HELP = "scan a text with a spec; exit 1 when it violates"
 
-__all__ = ["HELP", "add_arguments", "run"]
+__all__ = ["DEFAULT_REDACTION", "HELP", "add_arguments", "redact", "run"]
 
 _CONTEXT = 32  # characters of context shown on each side of a match
+#: What replaces a violation under --redact; ``{rule}`` is the rule id (ids joined with ``+`` when
+#: overlapping violations are merged).
+DEFAULT_REDACTION = "[REDACTED:{rule}]"
+_PLACEHOLDER = "{rule}"
 #: A sentence ends after any of these characters (the same bytes close a sentence window).
 _SENTENCE_END = "[" + re.escape(bytes(sorted(SENTENCE_END_BYTES)).decode("ascii")) + "]"
 
@@ -47,12 +63,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help='print {"violations": [{"rule", "start", "end", "match"}]} (character offsets)',
     )
+    parser.add_argument(
+        "--redact",
+        action="store_true",
+        help="print the text with every violation replaced (overlapping ones merged)",
+    )
+    parser.add_argument(
+        "--redact-with",
+        metavar="TEMPLATE",
+        help=f"the replacement for --redact; {{rule}} is the rule id (default {DEFAULT_REDACTION!r})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Scan the text; print the violations; return 0 when clean, 1 when violated, 2 on bad input."""
     import specs
 
+    if args.redact_with is not None and not args.redact:
+        print("shield scan: --redact-with needs --redact; add --redact", file=sys.stderr)
+        return 2
     spec = specs.load(specs.resolve_spec_path(args.spec))
     if args.text is not None:
         text = args.text
@@ -70,11 +99,52 @@ def run(args: argparse.Namespace) -> int:
     classifiers = [rule for rule in spec.rules if isinstance(rule, ClassifierRule)]
     found += _classifier_violations(classifiers, text)
     violations = sorted(found, key=lambda item: (item["start"], item["end"], item["rule"]))
+    template = DEFAULT_REDACTION if args.redact_with is None else args.redact_with
     if args.json:
-        print(json.dumps({"violations": violations}))
+        report: dict[str, Any] = {"violations": violations}
+        if args.redact:
+            report["redacted"] = redact(text, violations, template)
+        print(json.dumps(report))
+    elif args.redact:
+        sys.stdout.write(redact(text, violations, template))
+        if not text.endswith("\n"):
+            sys.stdout.write("\n")
     else:
         _print_human(spec.name, text, violations)
     return 1 if violations else 0
+
+
+def redact(text: str, violations: list[dict[str, Any]], template: str = DEFAULT_REDACTION) -> str:
+    """``text`` with every violation replaced; overlapping violations become one replacement.
+
+    Args:
+        text: the scanned text.
+        violations: ``{"rule", "start", "end"}`` items with character offsets (any order).
+        template: the replacement; each ``{rule}`` in it becomes the rule id, or the ids of merged
+            violations joined with ``+`` (rule ids never contain ``+``). Other braces are kept.
+
+    Returns:
+        The redacted text; text outside every violation is unchanged.
+
+    Example:
+        >>> redact("a 12345 b", [{"rule": "n", "start": 2, "end": 7}])
+        'a [REDACTED:n] b'
+    """
+    merged: list[tuple[int, int, list[str]]] = []
+    for item in sorted(violations, key=lambda v: (v["start"], v["end"])):
+        start, end, rule = int(item["start"]), int(item["end"]), str(item["rule"])
+        if merged and start < merged[-1][1]:
+            last_start, last_end, rules = merged[-1]
+            merged[-1] = (last_start, max(last_end, end), [*rules, rule])
+        else:
+            merged.append((start, end, [rule]))
+    pieces, cursor = [], 0
+    for start, end, rules in merged:
+        pieces.append(text[cursor:start])
+        pieces.append(template.replace(_PLACEHOLDER, "+".join(dict.fromkeys(rules))))
+        cursor = end
+    pieces.append(text[cursor:])
+    return "".join(pieces)
 
 
 def _classifier_violations(rules: list[ClassifierRule], text: str) -> list[dict[str, Any]]:

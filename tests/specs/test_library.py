@@ -14,6 +14,7 @@ import pytest
 import specs
 from shield.errors import SpecError
 from shield.rules import NORMALIZATIONS, ClassifierRule, RegexRule, WordsRule
+from shield.validators import validate
 
 _WORD = r"A-Za-z0-9_\u0080-\U0010ffff"  # word characters: ASCII word bytes and any non-ASCII
 
@@ -26,11 +27,16 @@ def _reference(rule: RegexRule) -> re.Pattern[str]:
 
 
 def _reference_hits(spec_name: str, text: str) -> set[str]:
+    """Rules with a match in ``text`` (that passes the rule's validator, when it has one)."""
     spec = specs.load_library(spec_name)
     return {
         rule.id
         for rule in spec.rules
-        if isinstance(rule, RegexRule) and _reference(rule).search(text) is not None
+        if isinstance(rule, RegexRule)
+        and any(
+            rule.validator is None or validate(rule.validator, found.group())
+            for found in _reference(rule).finditer(text)
+        )
     }
 
 
