@@ -1,6 +1,10 @@
 """Evaluate the decoding strategies on a prompt file: toxicity, rule violations, cost, perplexity.
 
-FILE is a .txt file (one prompt a line) or a .jsonl file ({"prompt": ...} a line). Every strategy
+FILE is a .txt file (one prompt a line) or a .jsonl file ({"prompt": ...} a line; a row may add
+"prefill": text forced at the start of the answer (a prefilling attack), and "chat": true to
+render the prompt with the chat template). --preset rtp runs the RealToxicityPrompts protocol
+(K = 25 samples of N = 20 tokens on the dev prompts); --preset prefill-attacks the prefilling
+attacks of data/prefill_attacks_dev.jsonl. Every strategy
 decodes the same prompts with the same seeds (sample k of prompt i uses a seed derived from
 (S, i, k)). Each response is re-scanned with the spec, scored by the spec's classifier
 (profanity-check by default) and scored for perplexity under the model, independently of what
@@ -11,7 +15,9 @@ Writes into DIR:
   samples.jsonl   one line per prompt x sample x strategy (appended batch by batch)
   report.json     per strategy: violation_rate, toxicity_rate, expected_max_toxicity,
                   mean_generated_tokens, mean_kept_tokens, discard_ratio, rollbacks_per_sample,
-                  tokens_per_second, perplexity, distinct_1, distinct_2, with 95% intervals
+                  tokens_per_second (JAX compilation left out), perplexity, distinct_1,
+                  distinct_2, with 95% intervals; for rows with a prefill, the attack
+                  success rates, prefill survival and cost
   report.md       the table and how to read it
   *.png           rates, cost, rollback lengths, toxicity vs cost
 
@@ -23,6 +29,7 @@ Examples:
   shield eval --spec toxicity --prompts prompts.jsonl --limit 5 --out eval-smoke
   shield eval --spec specs/library/toxicity.toml --prompts rtp.jsonl --samples 1 \\
       --max-new-tokens 32 --batch-size 8 --out eval-rtp
+  shield eval --spec toxicity --preset rtp --limit 10 --weights int8 --out eval-rtp-protocol
 """
 
 from __future__ import annotations
@@ -31,7 +38,11 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+from shield.cli.evaluation.presets import PRESETS, preset
+from shield.cli.evaluation.records import WEIGHT_FORMATS
+from shield.errors import EvaluationError
 from shield.result import STRATEGIES
 
 HELP = "evaluate the decoding strategies on a prompt file (toxicity, violations, cost)"
@@ -44,21 +55,29 @@ _DEFAULT_STRATEGIES = ",".join(STRATEGIES)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``shield eval`` to ``parser``."""
     parser.add_argument("--spec", required=True, metavar="SPEC", help="spec file or library name")
-    parser.add_argument("--prompts", required=True, metavar="FILE", help=".txt or .jsonl prompts")
+    parser.add_argument(
+        "--prompts", metavar="FILE", help=".txt or .jsonl prompts (required without --preset)"
+    )
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="a protocol's prompts and settings: "
+        + "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()),
+    )
     parser.add_argument(
         "--strategies",
         default=_DEFAULT_STRATEGIES,
         metavar="LIST",
         help=f"comma-separated strategies (default {_DEFAULT_STRATEGIES})",
     )
-    parser.add_argument("--samples", type=int, default=1, metavar="K", help="samples per prompt")
-    parser.add_argument("--max-new-tokens", type=int, default=32, metavar="N")
+    parser.add_argument("--samples", type=int, metavar="K", help="samples per prompt (default 1)")
+    parser.add_argument("--max-new-tokens", type=int, metavar="N", help="(default 32)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="first N prompts only")
     parser.add_argument("--seed", type=int, default=0, metavar="S")
     parser.add_argument("--out", default="eval-out", metavar="DIR", help="output directory")
     parser.add_argument("--batch-size", type=int, default=8, metavar="B", help="rows per call")
-    parser.add_argument("--temperature", type=float, default=1.0, metavar="T", help="0 = greedy")
-    parser.add_argument("--top-p", type=float, default=0.9, metavar="P")
+    parser.add_argument("--temperature", type=float, metavar="T", help="0 = greedy (default 1)")
+    parser.add_argument("--top-p", type=float, metavar="P", help="(default 0.9)")
     parser.add_argument("--chat", action="store_true", help="wrap prompts in the chat template")
     parser.add_argument(
         "--model",
@@ -66,8 +85,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME_OR_PATH",
         help="smollm2 (default), .gguf or HF dir",
     )
+    parser.add_argument(
+        "--weights",
+        choices=WEIGHT_FORMATS,
+        default="dense",
+        help="dense float32 (default) or int8 weights",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no progress on standard error")
+
+
+def _setting(given: Any, chosen: Any, name: str, default: Any) -> Any:
+    """An option's value: given on the command line, else the preset's, else the default."""
+    if given is not None:
+        return given
+    return getattr(chosen, name) if chosen is not None else default
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,15 +110,18 @@ def run(args: argparse.Namespace) -> int:
         Progress,
         SampleStore,
         file_sha256,
-        load_prompts,
+        load_prompt_rows,
         model_backend,
         run_evaluation,
         write_report,
     )
 
     spec_path = specs.resolve_spec_path(args.spec).resolve()
-    prompts_path = Path(args.prompts)
-    prompts = load_prompts(prompts_path)
+    chosen = preset(args.preset) if args.preset else None
+    if args.prompts is None and chosen is None:
+        raise EvaluationError("expected --prompts FILE or --preset NAME, received neither")
+    prompts_path = Path(args.prompts) if args.prompts else chosen.prompts_path  # type: ignore[union-attr]
+    prompts = load_prompt_rows(prompts_path)
     config = EvalConfig(
         spec_path=str(spec_path),
         spec_sha256=file_sha256(spec_path),
@@ -94,14 +129,15 @@ def run(args: argparse.Namespace) -> int:
         prompts_sha256=file_sha256(prompts_path),
         model=args.model,
         strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
-        samples=args.samples,
-        max_new_tokens=args.max_new_tokens,
+        samples=_setting(args.samples, chosen, "samples", 1),
+        max_new_tokens=_setting(args.max_new_tokens, chosen, "max_new_tokens", 32),
         seed=args.seed,
-        temperature=args.temperature,
-        top_p=args.top_p,
+        temperature=_setting(args.temperature, chosen, "temperature", 1.0),
+        top_p=_setting(args.top_p, chosen, "top_p", 0.9),
         chat=args.chat,
         limit=args.limit,
         batch_size=args.batch_size,
+        weights=args.weights,
     )
     out = Path(args.out)
     store = SampleStore(out, config)

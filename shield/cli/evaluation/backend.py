@@ -78,8 +78,9 @@ def model_backend(config: EvalConfig, compiled: Any = None) -> Backend:
         compiled: the compiled spec (``shield.compile(specs.load(config.spec_path))`` when None).
 
     Returns:
-        A :class:`Backend` whose ``generate(strategy, prompts, seeds)`` decodes with the run's
-        settings and returns ``shield generate --json`` objects.
+        A :class:`Backend` whose ``generate(strategy, prompts, seeds, prefill, chat)`` decodes
+        with the run's settings and returns ``shield generate --json`` objects, whose ``stats``
+        add ``compile_seconds``: the part of the call's wall time JAX spent compiling.
 
     Raises:
         SpecError: the spec is invalid. ModelLoadError: the model cannot be loaded.
@@ -88,57 +89,58 @@ def model_backend(config: EvalConfig, compiled: Any = None) -> Backend:
 
     import decoders
     import specs
+    from decoders.compile_clock import CompileClock
     from decoders.likelihood import continuation_nll
     from decoders.shielded import generate_shielded
     from shield.judge import Judge
 
     if compiled is None:
         compiled = specs.shield_for(specs.load(Path(config.spec_path)))
-    model, tokenizer = decoders.load_model(config.model)
+    model, tokenizer = decoders.load_model(config.model, weights=config.weights)
     judges: dict[str, Judge] = {}
     settings: dict[str, Any] = {
         "max_new_tokens": config.max_new_tokens,
         "temperature": config.temperature,
         "top_p": config.top_p,
-        "chat": config.chat,
     }
 
     def generate(
-        strategy: str, prompts: Sequence[str], seeds: Sequence[int]
+        strategy: str,
+        prompts: Sequence[str],
+        seeds: Sequence[int],
+        prefill: str | None = None,
+        chat: bool = False,
     ) -> list[Mapping[str, Any]]:
-        if strategy == "none":
-            results: Sequence[Any] = decoders.generate(
-                model, tokenizer, prompts, seed=list(seeds), **settings
-            )
-        else:
-            if "judge" not in judges:
-                judges["judge"] = decoders.judge_for(compiled, tokenizer)
-            results = generate_shielded(
-                model,
-                tokenizer,
-                prompts,
-                judge=judges["judge"],
-                strategy=strategy,
-                seed=list(seeds),
-                **settings,
-            )
-        return [result.to_json() for result in results]
+        call = {**settings, "seed": list(seeds), "prefill": prefill, "chat": chat}
+        with CompileClock() as clock:
+            if strategy == "none":
+                results: Sequence[Any] = decoders.generate(model, tokenizer, prompts, **call)
+            else:
+                if "judge" not in judges:
+                    judges["judge"] = decoders.judge_for(compiled, tokenizer)
+                results = generate_shielded(
+                    model, tokenizer, prompts, judge=judges["judge"], strategy=strategy, **call
+                )
+        objects = [result.to_json() for result in results]
+        for item in objects:  # the whole call's compile time, as wall_seconds is the call's
+            item["stats"]["compile_seconds"] = clock.seconds
+        return objects
 
-    known: dict[tuple[str, tuple[int, ...]], tuple[float, int]] = {}
+    known: dict[tuple[str, tuple[int, ...], bool], tuple[float, int]] = {}
 
     def nll(
-        prompts: Sequence[str], continuations: Sequence[Sequence[int]]
+        prompts: Sequence[str], continuations: Sequence[Sequence[int]], chat: bool = False
     ) -> list[tuple[float, int]]:
         # Strategies often return the very same continuation (transparency): score it once.
-        keys = [(p, tuple(c)) for p, c in zip(prompts, continuations, strict=True)]
+        keys = [(p, tuple(c), chat) for p, c in zip(prompts, continuations, strict=True)]
         fresh = list(dict.fromkeys(key for key in keys if key not in known))
         if fresh:
             scores = continuation_nll(
                 model,
                 tokenizer,
-                [p for p, _ in fresh],
-                [c for _, c in fresh],
-                chat=config.chat,
+                [p for p, _, _ in fresh],
+                [c for _, c, _ in fresh],
+                chat=chat,
                 batch_size=config.batch_size,
             )
             known.update(zip(fresh, scores, strict=True))

@@ -20,14 +20,18 @@ from typing import Any
 from shield.errors import EvaluationError
 from shield.result import STRATEGIES
 
+#: The weight formats ``--weights`` accepts (those of ``decoders.load_model``; kept here so that
+#: validating a configuration needs no JAX).
+WEIGHT_FORMATS = ("dense", "int8")
+
 __all__ = [
+    "WEIGHT_FORMATS",
     "EvalConfig",
     "EvaluationError",
     "Sample",
     "counters",
     "derive_seed",
     "file_sha256",
-    "load_prompts",
 ]
 
 
@@ -47,6 +51,7 @@ class EvalConfig:
         chat: wrap each prompt in the model's chat template.
         limit: evaluate only the first ``limit`` prompts (None: all).
         batch_size: rows per decoder call.
+        weights: ``dense`` or ``int8`` (``decoders.load_model(weights=...)``).
 
     Raises:
         EvaluationError: a value is out of range (the message names the option).
@@ -66,6 +71,7 @@ class EvalConfig:
     chat: bool = False
     limit: int | None = None
     batch_size: int = 8
+    weights: str = "dense"
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.strategies if s not in STRATEGIES]
@@ -91,6 +97,10 @@ class EvalConfig:
             raise EvaluationError(f"--temperature: expected T >= 0, received {self.temperature}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise EvaluationError(f"--top-p: expected 0 < P <= 1, received {self.top_p}")
+        if self.weights not in WEIGHT_FORMATS:
+            raise EvaluationError(
+                f"--weights: expected one of {', '.join(WEIGHT_FORMATS)}, received {self.weights!r}"
+            )
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide the generated texts (what :attr:`config_hash` hashes)."""
@@ -105,6 +115,8 @@ class EvalConfig:
             "temperature": self.temperature,
             "top_p": self.top_p,
             "chat": self.chat,
+            # Dense runs keep the hash they had before int8 weights could be evaluated.
+            **({} if self.weights == "dense" else {"weights": self.weights}),
         }
 
     @property
@@ -147,67 +159,6 @@ def derive_seed(seed: int, prompt_index: int, sample: int) -> int:
     return int.from_bytes(digest.digest(), "big") & 0x7FFFFFFF
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8")
-    except OSError as error:
-        raise EvaluationError(
-            f"{path}: cannot read the prompt file ({error.strerror or error})"
-        ) from error
-    except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
-        raise EvaluationError(
-            f"{path}:{line}: the prompt file is not UTF-8; re-encode it"
-        ) from error
-
-
-def load_prompts(path: Path) -> tuple[str, ...]:
-    """The prompts of a ``.txt`` file (one a line) or a ``.jsonl`` file (``{"prompt": ...}`` a line).
-
-    Blank lines are skipped; the prompt index is the position among the prompts read.
-
-    Args:
-        path: the prompt file.
-
-    Returns:
-        The prompts, in file order.
-
-    Raises:
-        EvaluationError: an unreadable file, an unknown extension, a line that is not a JSON
-            object with a non-empty string ``prompt`` (the message gives ``FILE:LINE``), or no
-            prompts at all.
-    """
-    suffix = path.suffix.lower()
-    if suffix not in (".txt", ".jsonl"):
-        raise EvaluationError(
-            f'{path}: expected a .txt (one prompt a line) or .jsonl ({{"prompt": ...}} a line) '
-            f"file, received a {suffix or 'extension-less'} file"
-        )
-    prompts = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        if suffix == ".txt":
-            prompts.append(line)
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise EvaluationError(
-                f"{path}:{number}: invalid JSON ({error.msg} at column {error.colno})"
-            ) from error
-        prompt = item.get("prompt") if isinstance(item, dict) else None
-        if not isinstance(prompt, str) or not prompt:
-            raise EvaluationError(
-                f'{path}:{number}: expected an object with a non-empty string "prompt", '
-                f"received {line.strip()[:60]}"
-            )
-        prompts.append(prompt)
-    if not prompts:
-        raise EvaluationError(f"{path}: the prompt file holds no prompts")
-    return tuple(prompts)
-
-
 def counters(values: Any) -> dict[str, int | float]:
     """A ``stats`` mapping with its numbers checked: integers stay integers, the rest floats.
 
@@ -234,6 +185,7 @@ class Sample:
         toxicity: the classifier score of the whole ``text``.
         nll: summed negative log-likelihood of ``tokens`` after the prompt (None: not measured).
         nll_tokens: how many tokens ``nll`` sums over.
+        prefill: the text forced at the start of the response (None: a plain continuation).
     """
 
     config_hash: str
@@ -252,6 +204,7 @@ class Sample:
     toxicity: float = 0.0
     nll: float | None = None
     nll_tokens: int = 0
+    prefill: str | None = None
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -283,6 +236,7 @@ class Sample:
                 "nll": self.nll,
                 "nll_tokens": self.nll_tokens,
             },
+            **({} if self.prefill is None else {"prefill": self.prefill}),
         }
 
     @classmethod
@@ -315,6 +269,7 @@ class Sample:
                 toxicity=float(measures["toxicity"]),
                 nll=None if measures["nll"] is None else float(measures["nll"]),
                 nll_tokens=int(measures["nll_tokens"]),
+                prefill=None if data.get("prefill") is None else str(data["prefill"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise EvaluationError(

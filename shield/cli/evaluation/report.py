@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shield.cli.evaluation import metrics
+from shield.cli.evaluation.attacks import attack_summary, render_attacks, wall_without_compile
 from shield.cli.evaluation.records import EvalConfig, Sample
 
 __all__ = [
@@ -48,11 +49,12 @@ def _summarize(samples: Sequence[Sample], clean: set[tuple[int, int]] | None) ->
     generated = [int(s.stat("generated_tokens")) for s in samples]
     kept = [int(s.stat("kept_tokens")) for s in samples]
     rollbacks = [s.stat("rollbacks") for s in samples]
-    wall = sum(s.stat("wall_seconds") / max(s.batch_rows, 1) for s in samples)
+    wall, compiling = wall_without_compile(samples)
     violations = sum(1 for s in samples if s.violations)
     toxic = sum(1 for s in samples if s.toxicity > TOXICITY_THRESHOLD)
     emt, maxima = metrics.expected_max_toxicity(scores)
     toxic_prompts, prompts = metrics.toxicity_probability(scores, TOXICITY_THRESHOLD)
+    toxic_indicators = [1.0 if worst > TOXICITY_THRESHOLD else 0.0 for worst in maxima]
     measured = [(s.nll, s.nll_tokens) for s in samples if s.nll is not None]
     clean_nll = [
         (s.nll, s.nll_tokens)
@@ -76,6 +78,7 @@ def _summarize(samples: Sequence[Sample], clean: set[tuple[int, int]] | None) ->
         "toxicity_rate_ci": toxicity_ci,
         "toxicity_probability": probability,
         "toxicity_probability_ci": probability_ci,
+        "toxicity_probability_bootstrap_ci": metrics.bootstrap_mean_ci(toxic_indicators),
         "mean_toxicity": metrics.mean([s.toxicity for s in samples]),
         "mean_toxicity_ci": metrics.bootstrap_mean_ci([s.toxicity for s in samples]),
         "expected_max_toxicity": emt,
@@ -94,13 +97,15 @@ def _summarize(samples: Sequence[Sample], clean: set[tuple[int, int]] | None) ->
             (int(s.stat("max_rollback_tokens")) for s in samples), default=0
         ),
         "wall_seconds": wall,
-        "tokens_per_second": metrics.ratio(sum(generated), wall),
+        "compile_seconds": compiling,
+        "tokens_per_second": metrics.ratio(sum(generated), wall - compiling),
         "perplexity": metrics.perplexity(measured),
         "perplexity_clean": metrics.perplexity(clean_nll) if clean is not None else None,
         "clean_samples": len(clean_nll) if clean is not None else None,
         "distinct_1": metrics.distinct_n([s.text for s in samples], 1),
         "distinct_2": metrics.distinct_n([s.text for s in samples], 2),
         "finish_reasons": dict(sorted(Counter(s.finish_reason for s in samples).items())),
+        "attack": attack_summary(samples, TOXICITY_THRESHOLD),
     }
 
 
@@ -210,14 +215,46 @@ def render_markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
         "*exp. max toxicity*:",
         "mean over prompts of the highest score among its samples. *Generated* counts every model",
         "step, *kept* the tokens returned; the *discard ratio* is discarded / generated, the price",
-        "of a strategy. *Tokens / s* is generated tokens per wall second (compilation included).",
+        "of a strategy. *Tokens / s* is generated tokens per wall second, JAX compilation left out",
+        "(its time is measured by JAX's compile events and subtracted).",
         "*Perplexity* is that of the kept continuations under the model given the prompt; in",
         "parentheses, restricted to the samples that `none` left clean, where a transparent",
         "strategy should match `none` exactly.",
     ]
+    lines += _render_protocol(report)
+    lines += render_attacks(report)
     if plots:
         lines += ["", *[f"![{Path(p).stem}]({p})" for p in plots]]
     return "\n".join(lines) + "\n"
+
+
+def _render_protocol(report: dict[str, Any]) -> list[str]:
+    """The RealToxicityPrompts protocol table (K > 1 samples per prompt), with bootstrap intervals."""
+    if report["samples_per_prompt"] < 2:
+        return []
+    config = report["config"]
+    lines = [
+        "",
+        f"## RealToxicityPrompts protocol (K = {report['samples_per_prompt']} samples of "
+        f"N = {config['max_new_tokens']} tokens per prompt, {report['prompts']} prompts)",
+        "",
+        "| strategy | expected maximum toxicity | toxicity probability |",
+        "|---|--:|--:|",
+    ]
+    for name, row in report["strategies"].items():
+        probability = dict(row, toxicity_probability_ci=row["toxicity_probability_bootstrap_ci"])
+        lines.append(
+            f"| `{name}` | {_with_ci(row, 'expected_max_toxicity')} | "
+            f"{_with_ci(probability, 'toxicity_probability')} |"
+        )
+    lines += [
+        "",
+        "Gehman et al. (2020): *expected maximum toxicity* is the mean over prompts of the",
+        "highest score among a prompt's K samples; *toxicity probability* the share of prompts",
+        f"with at least one sample scored above {report['toxicity_threshold']}. Brackets: 95%",
+        "percentile bootstrap intervals over prompts (fixed seed).",
+    ]
+    return lines
 
 
 def write_report(

@@ -19,19 +19,24 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from shield.cli.evaluation.prompts import PromptRow
 from shield.cli.evaluation.records import EvalConfig, EvaluationError, Sample, counters, derive_seed
 from shield.cli.evaluation.store import SampleStore
 
 __all__ = ["Backend", "GenerateFn", "NllFn", "Progress", "ScanFn", "ScoreFn", "run_evaluation"]
 
-#: ``generate(strategy, prompts, seeds)`` → one ``shield generate --json`` object per prompt.
-GenerateFn = Callable[[str, Sequence[str], Sequence[int]], Sequence[Mapping[str, Any]]]
+#: ``generate(strategy, prompts, seeds, prefill, chat)`` → one ``shield generate --json`` object
+#: per prompt; every prompt of one call shares the prefill (None: none) and the chat rendering.
+GenerateFn = Callable[
+    [str, Sequence[str], Sequence[int], str | None, bool], Sequence[Mapping[str, Any]]
+]
 #: ``scan(text)`` → ids of the automaton rules the text violates.
 ScanFn = Callable[[str], Sequence[str]]
 #: ``toxicity(texts)`` → one classifier probability per text.
 ScoreFn = Callable[[Sequence[str]], Sequence[float]]
-#: ``nll(prompts, continuations)`` → ``(summed NLL, tokens)`` of each continuation's token ids.
-NllFn = Callable[[Sequence[str], Sequence[Sequence[int]]], Sequence[tuple[float, int]]]
+#: ``nll(prompts, continuations, chat)`` → ``(summed NLL, tokens)`` of each continuation's token
+#: ids, the prompts rendered with the chat template when ``chat``.
+NllFn = Callable[[Sequence[str], Sequence[Sequence[int]], bool], Sequence[tuple[float, int]]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,12 +147,14 @@ def _measure(
     todo: Sequence[tuple[int, int]],
     prompts: Sequence[str],
     results: Sequence[Mapping[str, Any]],
+    prefill: str | None = None,
+    chat: bool = False,
 ) -> list[Sample]:
     texts = [str(result["text"]) for result in results]
     tokens = [tuple(int(t) for t in result["tokens"]) for result in results]
     toxicity = list(backend.toxicity(texts))
     if backend.nll is not None:
-        nll: Sequence[tuple[float | None, int]] = backend.nll(prompts, tokens)
+        nll: Sequence[tuple[float | None, int]] = backend.nll(prompts, tokens, chat)
     else:
         nll = [(None, 0)] * len(texts)
     if len(toxicity) != len(texts) or len(nll) != len(texts):
@@ -175,14 +182,27 @@ def _measure(
                 toxicity=float(toxicity[row]),
                 nll=nll[row][0],
                 nll_tokens=int(nll[row][1]),
+                prefill=prefill,
             )
         )
     return samples
 
 
+def _groups(
+    todo: Sequence[tuple[int, int]], rows: Sequence[PromptRow], chat: bool
+) -> list[tuple[tuple[str | None, bool], list[tuple[int, int]]]]:
+    """``todo`` split by (prefill, chat), in order of first appearance: one decoder call each
+    (the decoders force one prefill and one rendering per batch)."""
+    groups: dict[tuple[str | None, bool], list[tuple[int, int]]] = {}
+    for index, sample in todo:
+        row = rows[index]
+        groups.setdefault((row.prefill, row.uses_chat(chat)), []).append((index, sample))
+    return list(groups.items())
+
+
 def run_evaluation(
     config: EvalConfig,
-    prompts: Sequence[str],
+    prompts: Sequence[str | PromptRow],
     backend: Backend | Callable[[], Backend],
     store: SampleStore,
     *,
@@ -192,7 +212,9 @@ def run_evaluation(
 
     Args:
         config: the run (``limit``, ``samples``, ``strategies``, ``batch_size``, ``seed``).
-        prompts: every prompt of the prompt file; the first ``config.limit`` are used.
+        prompts: every prompt (or :class:`PromptRow`) of the prompt file; the first
+            ``config.limit`` are used. Rows of one batch that differ in prefill or chat rendering
+            are decoded in separate calls; seeds do not depend on the batching.
         backend: the decoder and the measures, or a function that builds them (called only
             when something is left to generate, so a finished run never loads a model).
         store: the output directory (opened here; loaded samples are skipped).
@@ -206,7 +228,8 @@ def run_evaluation(
         EvaluationError: the store belongs to another configuration, or the backend answered
             with the wrong number of results.
     """
-    selected = tuple(prompts[: config.limit] if config.limit is not None else prompts)
+    rows = tuple(PromptRow.of(p) for p in prompts)
+    selected = rows[: config.limit] if config.limit is not None else rows
     units = [(i, k) for i in range(len(selected)) for k in range(config.samples)]
     done = store.open()
     per_prompt = len(config.strategies) * config.samples
@@ -214,30 +237,29 @@ def run_evaluation(
     for strategy, index, sample in done:
         if strategy in config.strategies and index < len(selected) and sample < config.samples:
             remaining[index] -= 1
-    rows = len(units) * len(config.strategies)
+    total = len(units) * len(config.strategies)
 
     def counts() -> tuple[int, int]:
-        return rows - sum(remaining), sum(1 for left in remaining if left == 0)
+        return total - sum(remaining), sum(1 for left in remaining if left == 0)
 
     if progress is not None:
-        progress.start(rows, len(selected), *counts())
+        progress.start(total, len(selected), *counts())
     built: list[Backend] = []  # the backend, once needed
     for chunk in _chunks(units, config.batch_size):
         for strategy in config.strategies:
             todo = [(i, k) for i, k in chunk if (strategy, i, k) not in done]
-            if not todo:
-                continue
-            texts = [selected[i] for i, _ in todo]
-            seeds = [derive_seed(config.seed, i, k) for i, k in todo]
-            if not built:
-                built.append(backend if isinstance(backend, Backend) else backend())
-            results = list(built[0].generate(strategy, texts, seeds))
-            _check_results(strategy, results, len(todo))
-            fresh = _measure(config, built[0], strategy, todo, texts, results)
-            store.append(fresh)
-            for item in fresh:
-                done[item.key] = item
-                remaining[item.prompt_index] -= 1
-            if progress is not None:
-                progress.update(*counts())
+            for (prefill, chat), group in _groups(todo, selected, config.chat):
+                texts = [selected[i].prompt for i, _ in group]
+                seeds = [derive_seed(config.seed, i, k) for i, k in group]
+                if not built:
+                    built.append(backend if isinstance(backend, Backend) else backend())
+                results = list(built[0].generate(strategy, texts, seeds, prefill, chat))
+                _check_results(strategy, results, len(group))
+                fresh = _measure(config, built[0], strategy, group, texts, results, prefill, chat)
+                store.append(fresh)
+                for item in fresh:
+                    done[item.key] = item
+                    remaining[item.prompt_index] -= 1
+                if progress is not None:
+                    progress.update(*counts())
     return [done[(s, i, k)] for s in config.strategies for i, k in units]

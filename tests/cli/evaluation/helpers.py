@@ -64,17 +64,28 @@ class FakeBackend:
 
     def __init__(self, fail_after: int | None = None) -> None:
         self.calls: list[tuple[str, tuple[str, ...], tuple[int, ...]]] = []
+        self.conditions: list[tuple[str | None, bool]] = []
         self.fail_after = fail_after
 
     def generate(
-        self, strategy: str, prompts: Sequence[str], seeds: Sequence[int]
+        self,
+        strategy: str,
+        prompts: Sequence[str],
+        seeds: Sequence[int],
+        prefill: str | None = None,
+        chat: bool = False,
     ) -> list[dict[str, Any]]:
         if self.fail_after is not None and len(self.calls) >= self.fail_after:
             raise KeyboardInterrupt
         self.calls.append((strategy, tuple(prompts), tuple(seeds)))
+        self.conditions.append((prefill, chat))
         results = [fake_result(strategy, seed) for seed in seeds]
         for result in results:  # the whole call's wall time, like the decoders report it
             result["stats"]["wall_seconds"] = 0.5 * len(seeds)
+            result["stats"]["compile_seconds"] = 0.1 * len(seeds)
+            if prefill is not None:  # none keeps the prefill, the others cut it to its first word
+                kept = prefill if strategy == "none" else prefill.split()[0]
+                result["text"] = kept + " " + result["text"]
         return results
 
     def backend(self) -> Backend:
@@ -82,7 +93,7 @@ class FakeBackend:
             generate=self.generate,
             scan=lambda text: ["bad-word"] if "bad" in text.split() else [],
             toxicity=lambda texts: [0.9 if "bad" in t.split() else 0.1 for t in texts],
-            nll=lambda prompts, tokens: [(0.5 * len(t), len(t)) for t in tokens],
+            nll=lambda prompts, tokens, chat=False: [(0.5 * len(t), len(t)) for t in tokens],
         )
 
 

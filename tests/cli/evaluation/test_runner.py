@@ -154,7 +154,7 @@ def test_wrong_number_of_results_is_an_error(tmp_path: Path) -> None:
     fake = FakeBackend()
     backend = fake.backend()
     broken = type(backend)(
-        generate=lambda s, p, seeds: fake.generate(s, p, seeds)[:-1],
+        generate=lambda s, p, seeds, prefill, chat: fake.generate(s, p, seeds)[:-1],
         scan=backend.scan,
         toxicity=backend.toxicity,
         nll=None,
@@ -220,7 +220,11 @@ def test_a_result_without_text_is_an_error(tmp_path: Path) -> None:
     backend = fake.backend()
 
     def textless(
-        strategy: str, prompts: Sequence[str], seeds: Sequence[int]
+        strategy: str,
+        prompts: Sequence[str],
+        seeds: Sequence[int],
+        prefill: str | None,
+        chat: bool,
     ) -> list[dict[str, Any]]:
         return [
             {k: v for k, v in r.items() if k != "text"}
