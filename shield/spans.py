@@ -27,6 +27,7 @@ wins), the end search runs the threads of one start until none is left.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from shield.automata.boundaries import next_kind, prev_kind
@@ -69,13 +70,18 @@ def leftmost_longest(nfa: NFA, data: bytes, lower: int = 0) -> list[tuple[int, i
 
 def _leftmost_start(nfa: NFA, data: bytes, lower: int) -> int | None:
     """The least start ``>= lower`` of a match, or None."""
+    seeds = _seeds(nfa)
     threads: dict[int, int] = {}  # NFA state -> least start that reaches it here
     best: int | None = None
     for position in range(lower, len(data) + 1):  # fuel: one round per position
-        seeds = sorted(threads.items(), key=lambda item: item[1])
-        if best is None:
-            seeds.append((nfa.start, position))  # the greatest tag so far: it goes last
-        closed = _closure(nfa, seeds, data, position)
+        closed = _closure(nfa, sorted(threads.items(), key=lambda item: item[1]), data, position)
+        context = (
+            prev_kind(data, position, nfa.word_chars),
+            next_kind(data, position, nfa.word_chars),
+        )
+        if best is None:  # a match may start here; its tag is the greatest so far
+            for q in seeds.closure(context, data, position):
+                closed.setdefault(q, position)
         reached = closed.get(nfa.final)
         if reached is not None and (best is None or reached < best):
             best = reached
@@ -85,8 +91,52 @@ def _leftmost_start(nfa: NFA, data: bytes, lower: int) -> int | None:
                 return best
         if position == len(data):
             break
-        threads = _step(nfa, closed, data[position])
+        byte = data[position]
+        threads = _step(nfa, {q: t for q, t in closed.items() if t < position}, byte)
+        if best is None:
+            for q in seeds.moves(context, byte, data, position):
+                threads.setdefault(q, position)
     return best
+
+
+class _Seeds:
+    """The start state's closure and byte moves, per context, tabled on first use per NFA.
+
+    Seeding a thread at every position is the scan's inner loop, and a word list's start closure
+    has hundreds of states. The closure depends only on the kinds around the position (the
+    assertion masks read nothing else), its moves on those kinds and the byte read.
+    """
+
+    def __init__(self, nfa: NFA) -> None:
+        self._nfa = nfa
+        self._closures: dict[tuple[int, int], tuple[int, ...]] = {}
+        self._moves: dict[tuple[int, int, int], tuple[int, ...]] = {}
+
+    def closure(self, context: tuple[int, int], data: bytes, position: int) -> tuple[int, ...]:
+        """The start closure at ``position`` of ``data``, whose kinds are ``context``."""
+        found = self._closures.get(context)
+        if found is None:
+            closed = _closure(self._nfa, [(self._nfa.start, position)], data, position)
+            found = self._closures[context] = tuple(closed)
+        return found
+
+    def moves(
+        self, context: tuple[int, int], byte: int, data: bytes, position: int
+    ) -> tuple[int, ...]:
+        """The states the start closure reaches by reading ``byte`` at ``position``."""
+        key = (*context, byte)
+        found = self._moves.get(key)
+        if found is None:
+            edges = self._nfa.byte_edges
+            closed = self.closure(context, data, position)
+            targets = (t for q in closed for lo, hi, t in edges[q] if lo <= byte <= hi)
+            found = self._moves[key] = tuple(dict.fromkeys(targets))
+        return found
+
+
+@functools.lru_cache(maxsize=64)
+def _seeds(nfa: NFA) -> _Seeds:
+    return _Seeds(nfa)
 
 
 def _longest_end(nfa: NFA, data: bytes, start: int) -> int:
