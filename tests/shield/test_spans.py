@@ -208,3 +208,23 @@ def test_max_length_reports_the_bytes_after_the_limit() -> None:
 def test_empty_rules_report_nothing_on_clean_text() -> None:
     guard = _shield(RegexRule(id="r", pattern="zz+"))
     assert guard.scan("a clean text") == []
+
+
+@given(
+    words=st.lists(st.text(alphabet="abe", min_size=1, max_size=3), min_size=1, max_size=3),
+    normalize=st.frozensets(st.sampled_from(["leet", "repeats", "separators"])),
+    whole_word=st.booleans(),
+    text=st.text(alphabet="abeAB3 .", max_size=14),
+)
+@settings(max_examples=60, deadline=None)
+def test_word_list_scan_reports_iff_the_decoder_is_violated(
+    words: list[str], normalize: frozenset[str], whole_word: bool, text: str
+) -> None:
+    match = MatchOptions(case_insensitive=True, whole_word=whole_word, normalize=normalize)
+    guard = _shield(WordsRule(id="w", words=tuple(words), match=match))
+    found = guard.scan(text)
+    assert (guard.first_violation(text.encode(), final=True) is None) == (not found)
+    for earlier, later in itertools.pairwise(found):
+        assert earlier.end <= later.start
+    for v in found:  # a reported span, on its own, is a violation
+        assert guard.first_violation(v.match.encode(), final=True) is not None
