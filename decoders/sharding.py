@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import mmap
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -194,6 +195,32 @@ def _field_name(path: str | Sequence[Any]) -> str:
     return names[-1] if names else ""
 
 
+#: Arrays at least this large get their own page-aligned anonymous mapping (see
+#: :func:`_owned_host_copy`); smaller ones are copied by JAX as usual.
+_OWN_MAPPING_BYTES = 1 << 20
+
+
+def _owned_host_copy(array: Any) -> Any:
+    """One host copy of ``array`` that a CPU device can adopt without copying it again.
+
+    On a CPU, ``jax.device_put`` of a C-contiguous array whose data is 64-byte aligned aliases
+    it instead of copying (on an accelerator it is a transfer either way). So a large tensor is
+    copied once, already in its final layout (a transposed view is transposed by this copy),
+    into a page-aligned anonymous mapping that the device array then keeps: one copy, where
+    ``jnp.asarray`` of a transposed checkpoint tensor makes two. The mapping is returned to
+    the system when the array dies, so freed copies never fragment the heap. The source (a
+    read-only map of the checkpoint) is never aliased: the weights stay valid if the file
+    changes.
+    """
+    host = np.asarray(array)
+    if host.nbytes < _OWN_MAPPING_BYTES:
+        return np.array(host, order="C")
+    buffer = mmap.mmap(-1, host.nbytes)
+    copy = np.frombuffer(buffer, dtype=host.dtype, count=host.size).reshape(host.shape)
+    np.copyto(copy, host)
+    return copy
+
+
 def placer(mesh: Mesh | None) -> Callable[[Any, Any], jax.Array]:
     """A ``put(field_path, array)`` that places one host array on the mesh with its sharding.
 
@@ -209,11 +236,10 @@ def placer(mesh: Mesh | None) -> Callable[[Any, Any], jax.Array]:
         The placement function; ``field_path`` is a dotted string or a key path, and its last
         name that is not a layer index chooses the rule.
     """
-    import jax.numpy as jnp
 
     def put(field_path: Any, array: Any) -> jax.Array:
         if mesh is None:
-            return jnp.asarray(array)
+            return jax.device_put(_owned_host_copy(array))
         rows = isinstance(field_path, str) and field_path.split(".")[-1] in ("q", "scale", "offset")
         name = _field_name(field_path)
         host = np.asarray(array)

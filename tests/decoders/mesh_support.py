@@ -109,9 +109,39 @@ def decode_all(mesh: Any, model: Model, tokenizer: Tokenizer) -> dict[str, Any]:
     return {"plain": _rows(plain), "shielded": _rows(shielded)}
 
 
+def multihost(process_id: int, processes: int, port: int) -> None:
+    """One process of a multi-process run (``jax.distributed`` over localhost); the first one
+    prints the results of the sharded batch as JSON.
+
+    The mesh has every device of every process: ``data`` within a process, ``model`` across
+    the processes (see :func:`decoders.sharding.make_mesh`).
+    """
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=f"127.0.0.1:{port}",
+        num_processes=processes,
+        process_id=process_id,
+        initialization_timeout=120,
+    )
+    try:
+        local = jax.local_device_count()
+        model, tokenizer = tiny()
+        mesh = make_mesh(data=local, model=jax.device_count() // local)
+        found = decode_all(mesh, model, tokenizer)
+        if process_id == 0:
+            report = {"devices": jax.device_count(), "processes": jax.process_count()}
+            print(json.dumps({**report, "mesh": dict(mesh.shape), "runs": found}), flush=True)
+    finally:
+        jax.distributed.shutdown()
+
+
 def main(argv: list[str]) -> None:
     """``python -m tests.decoders.mesh_support FORMAT...``: print one JSON object of every run
-    (``{"devices": n, "runs": {format: {"single" | "DATAxMODEL": results}}}``)."""
+    (``{"devices": n, "runs": {format: {"single" | "DATAxMODEL": results}}}``);
+    ``... multihost PROCESS_ID PROCESSES PORT``: one process of a multi-process run."""
+    if argv[0] == "multihost":
+        multihost(int(argv[1]), int(argv[2]), int(argv[3]))
+        return
     dense, tokenizer = tiny()
     runs: dict[str, dict[str, Any]] = {}
     for weights in argv:
