@@ -4,8 +4,11 @@ Both classes are frozen, hashable and validated once at construction, so they ca
 ``jax.jit`` as static arguments: changing one recompiles, which is why nothing that varies between
 calls (prompt lengths, ``max_new_tokens``, seeds) lives here.
 
-* :class:`ModelConfig` fixes the shapes of a Llama-family model (SmolLM2, Llama, Mistral-style
-  grouped-query attention), its RoPE theta, whether embeddings are tied, and the parameter dtype.
+* :class:`ModelConfig` fixes the shapes and the math of a decoder-only transformer: the Llama
+  block and the differences of each supported family (Qwen biases and q/k norms, sliding windows,
+  Gemma's norms, scaling and soft-capping, RoPE variants) as fields, the parameter dtype, and the
+  checkpoint layout its weights are read from. :mod:`decoders.families` builds one from a
+  ``config.json``.
 * :class:`DecodeConfig` fixes the shapes of a decode state: rows and cache slots.
 """
 
@@ -16,12 +19,17 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from decoders.rope import RopeScaling
 from shield.errors import DecoderError
 
-__all__ = ["DTYPES", "DecodeConfig", "ModelConfig"]
+__all__ = ["ACTIVATIONS", "DTYPES", "LAYOUTS", "DecodeConfig", "ModelConfig"]
 
 #: The parameter/activation dtypes a model may run in (float32 is the CPU default).
 DTYPES: tuple[str, ...] = ("float32", "bfloat16")
+#: MLP activations: SiLU (Llama, Qwen, Mistral, Phi-3), tanh-approximated and exact GELU (Gemma).
+ACTIVATIONS: tuple[str, ...] = ("silu", "gelu_tanh", "gelu")
+#: Checkpoint layouts (tensor names) weights are read from: see :mod:`decoders.families`.
+LAYOUTS: tuple[str, ...] = ("llama", "gemma", "phi3")
 
 
 def _positive(owner: str, **values: int) -> None:
@@ -35,7 +43,7 @@ def _positive(owner: str, **values: int) -> None:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """Shapes and constants of a Llama-family decoder-only transformer.
+    """Shapes and constants of a decoder-only transformer; the defaults are plain Llama.
 
     Attributes:
         vocab_size: V, rows of the embedding table.
@@ -52,6 +60,23 @@ class ModelConfig:
         dtype: ``"float32"`` (CPU default) or ``"bfloat16"``.
         bos_token_id: beginning-of-sequence id, or None.
         eos_token_ids: ids that end a generation.
+        rope_scaling: the RoPE variant of (global) layers.
+        sliding_rope_theta: the RoPE base of sliding-window layers, or None for ``rope_theta``.
+        sliding_rope_scaling: the RoPE variant of sliding-window layers, or None for
+            ``rope_scaling``.
+        layer_windows: per layer, the sliding window (a query at position ``p`` sees positions
+            ``> p - window``) or None for full causal attention; ``()`` means every layer is full.
+        qkv_bias: the query/key/value projection has a bias (Qwen2).
+        qk_norm: queries and keys are RMS-normed per head before RoPE (Qwen3, Gemma 3).
+        sandwich_norms: the attention and MLP outputs are RMS-normed before their residual add
+            (Gemma 2 and 3).
+        norm_offset: every RMSNorm multiplies by ``offset + weight`` (1.0 for Gemma).
+        scale_embeddings: embeddings are multiplied by ``sqrt(hidden_size)`` (Gemma).
+        activation: the gated MLP's activation, one of :data:`ACTIVATIONS`.
+        attention_scale: the query-key product's multiplier, or None for ``head_dim ** -0.5``.
+        attn_softcap: attention scores become ``cap * tanh(scores / cap)`` (Gemma 2), or None.
+        final_softcap: logits become ``cap * tanh(logits / cap)`` (Gemma 2), or None.
+        layout: the checkpoint layout (tensor names) of the weights, one of :data:`LAYOUTS`.
     """
 
     vocab_size: int
@@ -68,6 +93,20 @@ class ModelConfig:
     dtype: str = "float32"
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()
+    rope_scaling: RopeScaling = dataclasses.field(default_factory=RopeScaling)
+    sliding_rope_theta: float | None = None
+    sliding_rope_scaling: RopeScaling | None = None
+    layer_windows: tuple[int | None, ...] = ()
+    qkv_bias: bool = False
+    qk_norm: bool = False
+    sandwich_norms: bool = False
+    norm_offset: float = 0.0
+    scale_embeddings: bool = False
+    activation: str = "silu"
+    attention_scale: float | None = None
+    attn_softcap: float | None = None
+    final_softcap: float | None = None
+    layout: str = "llama"
 
     def __post_init__(self) -> None:
         _positive(
@@ -99,6 +138,45 @@ class ModelConfig:
                 f"ModelConfig.eos_token_ids: expected a tuple of ints, received "
                 f"{self.eos_token_ids!r}; pass tuple(ids)."
             )
+        self._check_variants()
+
+    def _check_variants(self) -> None:
+        windows = self.layer_windows
+        if not isinstance(windows, tuple) or (windows and len(windows) != self.num_layers):
+            raise DecoderError(
+                f"ModelConfig.layer_windows: expected () or a tuple of {self.num_layers} entries, "
+                f"received {windows!r}."
+            )
+        for window in windows:
+            if window is not None and (not isinstance(window, int) or window <= 0):
+                raise DecoderError(
+                    f"ModelConfig.layer_windows: expected positive ints or None, received "
+                    f"{window!r}."
+                )
+        for name, allowed in (("activation", ACTIVATIONS), ("layout", LAYOUTS)):
+            if getattr(self, name) not in allowed:
+                raise DecoderError(
+                    f"ModelConfig.{name}: expected one of {allowed}, received "
+                    f"{getattr(self, name)!r}."
+                )
+        for name in ("attention_scale", "attn_softcap", "final_softcap"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise DecoderError(
+                    f"ModelConfig.{name}: expected a positive number or None, received {value!r}."
+                )
+
+    def layer_window(self, layer: int) -> int | None:
+        """The sliding window of ``layer``, or None when it attends to its whole prefix."""
+        return self.layer_windows[layer] if self.layer_windows else None
+
+    def layer_rope(self, layer: int) -> tuple[float, RopeScaling]:
+        """``(theta, scaling)`` of the RoPE of ``layer`` (sliding layers may have their own)."""
+        if self.layer_window(layer) is None:
+            return self.rope_theta, self.rope_scaling
+        theta = self.rope_theta if self.sliding_rope_theta is None else self.sliding_rope_theta
+        scaling = self.sliding_rope_scaling or self.rope_scaling
+        return theta, scaling
 
     @property
     def group_size(self) -> int:
@@ -114,6 +192,7 @@ class ModelConfig:
         """A JSON-ready dict; :meth:`from_dict` inverts it."""
         values = dataclasses.asdict(self)
         values["eos_token_ids"] = list(self.eos_token_ids)
+        values["layer_windows"] = list(self.layer_windows)
         return values
 
     @classmethod
@@ -121,6 +200,10 @@ class ModelConfig:
         """Build a config from :meth:`to_dict` output."""
         values = dict(values)
         values["eos_token_ids"] = tuple(int(i) for i in values.get("eos_token_ids", ()))
+        values["layer_windows"] = tuple(values.get("layer_windows", ()))
+        for name in ("rope_scaling", "sliding_rope_scaling"):
+            if isinstance(values.get(name), dict):
+                values[name] = RopeScaling(**values[name])
         return cls(**values)
 
 

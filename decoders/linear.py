@@ -21,7 +21,15 @@ from flax import struct
 
 from decoders.native import INT8_MATMUL_TARGET, require_kernel
 
-__all__ = ["Linear", "QuantizedLinear", "dequantize", "embed_rows", "project", "quantize_linear"]
+__all__ = [
+    "Linear",
+    "QuantizedLinear",
+    "dequantize",
+    "embed_rows",
+    "project",
+    "quantize_linear",
+    "quantize_rows",
+]
 
 Array = jax.Array
 
@@ -65,7 +73,17 @@ def quantize_linear(weight: np.ndarray | Array) -> QuantizedLinear:
     Returns:
         The quantised map (on the default device).
     """
-    rows = np.asarray(weight, dtype=np.float32).T  # [out, in]
+    q, scale, offset = quantize_rows(np.asarray(weight).T)
+    return QuantizedLinear(q=jnp.asarray(q), scale=jnp.asarray(scale), offset=jnp.asarray(offset))
+
+
+def quantize_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The host arrays of :func:`quantize_linear` for rows ``[out, in]`` (any float dtype).
+
+    Returns:
+        ``(q, scale, offset)``: int8 ``[out, in]`` and float32 ``[out, blocks]`` twice.
+    """
+    rows = np.asarray(rows, dtype=np.float32)  # [out, in]
     out_features, in_features = rows.shape
     blocks = -(-in_features // BLOCK)
     # Repeating the last input leaves the last block's range that of its real weights.
@@ -77,9 +95,7 @@ def quantize_linear(weight: np.ndarray | Array) -> QuantizedLinear:
     safe = np.where(scale > 0, scale, 1.0).astype(np.float32)
     q = np.rint((grouped - offset[..., None]) / safe[..., None])
     q = np.clip(q, -128, 127).astype(np.int8).reshape(out_features, -1)[:, :in_features]
-    return QuantizedLinear(
-        q=jnp.asarray(np.ascontiguousarray(q)), scale=jnp.asarray(scale), offset=jnp.asarray(offset)
-    )
+    return np.ascontiguousarray(q), scale, offset
 
 
 def _expand(per_block: Array, width: int) -> Array:

@@ -2,7 +2,7 @@
 
 :func:`quantize_params` turns every projection and the embedding table of dense
 :class:`decoders.model.Params` into :class:`decoders.linear.QuantizedLinear` (norms stay
-float32). Decoding reads each weight once per step, so on a CPU, where that read is the cost of a
+float32, as do biases). Decoding reads each weight once per step, so on a CPU, where that read is the cost of a
 batch-1 step, int8 weights decode faster; the price is a rounding of each weight to one of 255
 levels of its row, measured against the dense model in ``tests/decoders/test_real_quantized.py``.
 
@@ -52,11 +52,10 @@ def quantize_params(params: Params) -> Params:
         return quantize_linear(jax.device_get(weight))
 
     def layer(block: LayerParams) -> LayerParams:
-        return LayerParams(
-            attn_norm=block.attn_norm,
+        # Norms and biases stay as they are; only the four projections change.
+        return block.replace(
             wqkv=quantize(block.wqkv),
             wo=quantize(block.wo),
-            mlp_norm=block.mlp_norm,
             w_gate_up=quantize(block.w_gate_up),
             w_down=quantize(block.w_down),
         )

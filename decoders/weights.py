@@ -1,9 +1,14 @@
 """From named host arrays to :class:`decoders.model.Params`, and the on-disk weight cache.
 
 Both loaders (GGUF and Hugging Face directories) produce the same thing: a :class:`ModelConfig`
-and a dict of float32 numpy arrays under Hugging Face Llama names with Hugging Face layouts
-(``[out, in]`` projections, half-split RoPE). :func:`params_from_named` is the one place that
-knows how those names map onto :class:`Params`; the cache stores the named arrays as one ``.npz``.
+and a mapping of numpy arrays under the checkpoint's own tensor names and layouts (``[out, in]``
+projections, half-split RoPE), in the file's dtype. :func:`params_from_named` is the one place
+that turns them into :class:`Params`: it reads the tensor names of the configuration's layout
+(:data:`decoders.families.TENSOR_NAMES`) and the shapes of :func:`decoders.model.layer_shapes`,
+converts each tensor on its own to the configuration's dtype (bfloat16 stays bfloat16; never a
+float32 copy of the whole model), fuses q/k/v and gate/up on the host one layer at a time, and
+hands each finished array to a placement callable (a device, or a mesh with its sharding). The
+cache stores the named arrays as one ``.npz``.
 """
 
 from __future__ import annotations
@@ -13,20 +18,23 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 
 from decoders.config import ModelConfig
-from decoders.linear import quantize_linear
-from decoders.model import LayerParams, Params
+from decoders.families import TENSOR_NAMES
+from decoders.linear import QuantizedLinear, quantize_rows
+from decoders.model import LayerParams, Params, layer_shapes
 from shield.errors import ModelLoadError
 
 __all__ = [
+    "Put",
     "expected_shapes",
     "named_from_params",
     "params_from_named",
@@ -34,44 +42,60 @@ __all__ = [
     "write_cache",
 ]
 
-#: Hugging Face name of each per-layer tensor (``{i}`` = layer index); :class:`LayerParams` fuses
-#: q/k/v into ``wqkv`` and gate/up into ``w_gate_up``.
-_LAYER_NAMES: dict[str, str] = {
-    "attn_norm": "model.layers.{i}.input_layernorm.weight",
-    "wq": "model.layers.{i}.self_attn.q_proj.weight",
-    "wk": "model.layers.{i}.self_attn.k_proj.weight",
-    "wv": "model.layers.{i}.self_attn.v_proj.weight",
-    "wo": "model.layers.{i}.self_attn.o_proj.weight",
-    "mlp_norm": "model.layers.{i}.post_attention_layernorm.weight",
-    "w_gate": "model.layers.{i}.mlp.gate_proj.weight",
-    "w_up": "model.layers.{i}.mlp.up_proj.weight",
-    "w_down": "model.layers.{i}.mlp.down_proj.weight",
-}
+#: Places one finished host array: ``put(field_path, array)`` with ``field_path`` such as
+#: ``"layers.3.wqkv"`` (int8 leaves add ``.q``, ``.scale``, ``.offset``), returning a device array.
+Put = Callable[[str, np.ndarray], jax.Array]
+
 _EMBED, _NORM, _HEAD = "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"
+_NUMPY_DTYPES: dict[str, Any] = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}
+
+
+def _parts(config: ModelConfig, field: str) -> tuple[int, ...]:
+    """Output rows of each checkpoint tensor a fused field is made of (in the layout's order)."""
+    c = config
+    q, kv, inner = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size
+    if len(TENSOR_NAMES[c.layout][field]) == 1:
+        return (layer_shapes(c)[field][-1],)
+    return {"wqkv": (q, kv, kv), "bqkv": (q, kv, kv), "w_gate_up": (inner, inner)}[field]
+
+
+def _layer_tensors(config: ModelConfig, layer: int) -> dict[str, list[tuple[str, tuple[int, ...]]]]:
+    """Per field of one layer: its checkpoint tensors with their (checkpoint-layout) shapes."""
+    tensors = {}
+    for field, shape in layer_shapes(config).items():
+        names = TENSOR_NAMES[config.layout][field]
+        rows = _parts(config, field)
+        tensors[field] = [
+            (f"model.layers.{layer}.{name}", (size, shape[0]) if len(shape) == 2 else (size,))
+            for name, size in zip(names, rows, strict=True)
+        ]
+    return tensors
 
 
 def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Every tensor a model of ``config`` needs, by Hugging Face name, in HF layout."""
+    """Every tensor a model of ``config`` needs, by checkpoint name, in checkpoint layout."""
     c = config
-    h, n, k, d, i = c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size
-    per_layer = {
-        "attn_norm": (h,),
-        "wq": (n * d, h),
-        "wk": (k * d, h),
-        "wv": (k * d, h),
-        "wo": (h, n * d),
-        "mlp_norm": (h,),
-        "w_gate": (i, h),
-        "w_up": (i, h),
-        "w_down": (h, i),
-    }
-    shapes = {_EMBED: (c.vocab_size, h), _NORM: (h,)}
+    shapes = {_EMBED: (c.vocab_size, c.hidden_size), _NORM: (c.hidden_size,)}
     if not c.tie_embeddings:
-        shapes[_HEAD] = (c.vocab_size, h)
+        shapes[_HEAD] = (c.vocab_size, c.hidden_size)
     for layer in range(c.num_layers):
-        for field, name in _LAYER_NAMES.items():
-            shapes[name.format(i=layer)] = per_layer[field]
+        for tensors in _layer_tensors(c, layer).values():
+            shapes.update(tensors)
     return shapes
+
+
+def _check(config: ModelConfig, named: Mapping[str, np.ndarray], source: Any) -> None:
+    for name, shape in expected_shapes(config).items():
+        if name not in named:
+            raise ModelLoadError(
+                f"{source}: tensor {name!r} is missing (expected shape {shape}); the file is "
+                f"incomplete or not a {config.layout}-layout checkpoint."
+            )
+        if tuple(named[name].shape) != shape:
+            raise ModelLoadError(
+                f"{source}: tensor {name!r} has shape {tuple(named[name].shape)}, expected "
+                f"{shape}; the file does not match its own configuration."
+            )
 
 
 def params_from_named(
@@ -80,15 +104,18 @@ def params_from_named(
     source: str | os.PathLike[str],
     *,
     int8: bool = False,
+    put: Put | None = None,
 ) -> Params:
     """Check every tensor's presence and shape, then build :class:`Params` in ``config.dtype``.
 
     Args:
-        config: the model shapes.
-        named: arrays by Hugging Face name (extra names, e.g. rotary caches, are ignored).
+        config: the model configuration (its ``layout`` names the tensors).
+        named: arrays by checkpoint name in the file's dtype (float32, float16 or bfloat16);
+            extra names (e.g. rotary caches) are ignored. Each is read once.
         source: the file the arrays came from, named in errors.
         int8: quantise projections and embeddings straight from ``named``
-            (:func:`decoders.linear.quantize_linear`), never holding their dense device copy.
+            (:func:`decoders.linear.quantize_rows`), never holding their dense device copy.
+        put: places each finished host array (see :data:`Put`); default ``jnp.asarray``.
 
     Returns:
         The parameters; dense projections are transposed to ``[in, out]``.
@@ -96,70 +123,58 @@ def params_from_named(
     Raises:
         ModelLoadError: a tensor is missing or has the wrong shape.
     """
-    for name, shape in expected_shapes(config).items():
-        if name not in named:
-            raise ModelLoadError(
-                f"{source}: tensor {name!r} is missing (expected shape {shape}); the file is "
-                "incomplete or not a Llama-family model."
+    _check(config, named, source)
+    place: Put = put if put is not None else (lambda _path, array: jnp.asarray(array))
+    dtype = _NUMPY_DTYPES[config.dtype]
+
+    def converted(array: np.ndarray) -> np.ndarray:
+        return np.asarray(array).astype(dtype, copy=False)
+
+    def linear(path: str, rows: np.ndarray) -> Any:
+        # rows: checkpoint layout [out, in] in the file's dtype; dense ours is [in, out].
+        if int8:  # quantised from the file's values, not from a rounded copy
+            q, scale, offset = quantize_rows(rows)
+            return QuantizedLinear(
+                q=place(f"{path}.q", q),
+                scale=place(f"{path}.scale", scale),
+                offset=place(f"{path}.offset", offset),
             )
-        if tuple(named[name].shape) != shape:
-            raise ModelLoadError(
-                f"{source}: tensor {name!r} has shape {tuple(named[name].shape)}, expected "
-                f"{shape}; the file does not match its own configuration."
+        return place(path, np.ascontiguousarray(converted(rows).T))
+
+    def build_layer(layer: int) -> LayerParams:
+        fields: dict[str, Any] = {}
+        for field, tensors in _layer_tensors(config, layer).items():
+            parts = [np.asarray(named[name]) for name, _ in tensors]
+            joined = parts[0] if len(parts) == 1 else np.concatenate(parts)  # fused on the host
+            path = f"layers.{layer}.{field}"
+            fields[field] = (
+                linear(path, joined) if joined.ndim == 2 else place(path, converted(joined))
             )
-    dtype = config.jnp_dtype
+        return LayerParams(**fields)
 
-    def put(array: np.ndarray, transpose: bool) -> Any:
-        return jnp.asarray(np.ascontiguousarray(array.T if transpose else array), dtype=dtype)
-
-    def linear(rows: np.ndarray) -> Any:
-        # rows: HF layout [out, in]; dense ours is [in, out].
-        return quantize_linear(rows.T) if int8 else put(rows, True)
-
-    def projection(layer: int, *fields: str) -> Any:
-        # Fused projections side by side: their output rows concatenated.
-        return linear(np.concatenate([named[_LAYER_NAMES[f].format(i=layer)] for f in fields]))
-
-    layers = tuple(
-        LayerParams(
-            attn_norm=put(named[_LAYER_NAMES["attn_norm"].format(i=layer)], False),
-            wqkv=projection(layer, "wq", "wk", "wv"),
-            wo=projection(layer, "wo"),
-            mlp_norm=put(named[_LAYER_NAMES["mlp_norm"].format(i=layer)], False),
-            w_gate_up=projection(layer, "w_gate", "w_up"),
-            w_down=projection(layer, "w_down"),
-        )
-        for layer in range(config.num_layers)
-    )
-    head = None if config.tie_embeddings else linear(named[_HEAD])
+    layers = tuple(build_layer(layer) for layer in range(config.num_layers))
+    embed = np.asarray(named[_EMBED])  # [V, H]: already the rows of the tied head
     return Params(
-        embed=linear(named[_EMBED]) if int8 else put(named[_EMBED], False),
+        embed=linear("embed", embed) if int8 else place("embed", converted(embed)),
         layers=layers,
-        final_norm=put(named[_NORM], False),
-        lm_head=head,
+        final_norm=place("final_norm", converted(named[_NORM])),
+        lm_head=None if config.tie_embeddings else linear("lm_head", np.asarray(named[_HEAD])),
     )
 
 
 def named_from_params(config: ModelConfig, params: Params) -> dict[str, np.ndarray]:
-    """The inverse of :func:`params_from_named`: float32 arrays by Hugging Face name and layout.
+    """The inverse of :func:`params_from_named`: float32 arrays by checkpoint name and layout.
 
     Args:
-        config: the model shapes.
-        params: dense parameters (quantised ones have no exact Hugging Face form).
+        config: the model configuration.
+        params: dense parameters (quantised ones have no exact checkpoint form).
 
     Returns:
-        Arrays by Hugging Face name (fused projections split again, ``[out, in]`` layouts).
+        Arrays by checkpoint name (fused projections split as the layout stores them).
 
     Raises:
         TypeError: ``params`` holds quantised weights.
     """
-    c = config
-    splits = {
-        "wqkv": (("wq", c.num_heads * c.head_dim), ("wk", c.num_kv_heads * c.head_dim), ("wv", 0)),
-        "wo": (("wo", 0),),
-        "w_gate_up": (("w_gate", c.intermediate_size), ("w_up", 0)),
-        "w_down": (("w_down", 0),),
-    }
 
     def host(array: Any) -> np.ndarray:
         if not isinstance(array, jax.Array | np.ndarray):
@@ -170,15 +185,13 @@ def named_from_params(config: ModelConfig, params: Params) -> dict[str, np.ndarr
     if params.lm_head is not None:
         named[_HEAD] = np.ascontiguousarray(host(params.lm_head).T)
     for i, layer in enumerate(params.layers):
-        for norm in ("attn_norm", "mlp_norm"):
-            named[_LAYER_NAMES[norm].format(i=i)] = host(getattr(layer, norm))
-        for fused, parts in splits.items():
-            rows = host(getattr(layer, fused)).T  # [out, in]
+        for field, tensors in _layer_tensors(config, i).items():
+            value = host(getattr(layer, field))
+            rows = value.T if value.ndim == 2 else value  # [out, in] or [out]
             start = 0
-            for field, size in parts:
-                stop = start + size if size else rows.shape[0]
-                named[_LAYER_NAMES[field].format(i=i)] = np.ascontiguousarray(rows[start:stop])
-                start = stop
+            for name, shape in tensors:
+                named[name] = np.ascontiguousarray(rows[start : start + shape[0]])
+                start += shape[0]
     return named
 
 

@@ -69,6 +69,8 @@ _COMMON: dict[str, Any] = {
     "eos_token_id": 2,
     "pad_token_id": 0,
     "tie_word_embeddings": False,
+    # Weights large enough that every feature (soft-caps, windows, RoPE scaling) moves the logits.
+    "initializer_range": 0.1,
 }
 
 # (transformers config class name, keys on top of _COMMON) per family.
