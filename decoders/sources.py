@@ -1,7 +1,9 @@
 """Readers of model files: a GGUF file (llama.cpp) and a Hugging Face directory.
 
-Each reader returns a :class:`Converted`: the :class:`ModelConfig`, float32 arrays under Hugging
-Face Llama names and layouts, the tokenizer JSON and the chat template. GGUF tensors are
+Each reader returns a :class:`Converted`: the :class:`ModelConfig`, the tensors under their
+checkpoint names and layouts, the tokenizer JSON and the chat template. A Hugging Face directory's
+safetensors are not read here: :class:`~decoders.checkpoint.SafetensorsCheckpoint` indexes them and
+each tensor is read in its own dtype when the loader places it. GGUF tensors are
 dequantised with the ``gguf`` package (Q4_0, Q4_1, Q8_0, F16, F32) and the Q/K projections, which
 llama.cpp stores permuted for its interleaved rotary layout, are permuted back to the half-split
 layout of Hugging Face. Any missing, corrupt or unsupported file raises ``ModelLoadError`` naming it.
@@ -11,13 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from decoders.checkpoint import SafetensorsCheckpoint
 from decoders.config import ModelConfig
-from decoders.tokenizer import tokenizer_json_from_gguf
+from decoders.families import config_from_hf
+from decoders.tokenizer import ChatSettings, tokenizer_json_from_gguf
 from shield.errors import ModelLoadError
 
 __all__ = ["SUPPORTED_GGUF_TYPES", "Converted", "read_gguf", "read_hf_directory", "unpermute_qk"]
@@ -45,12 +50,20 @@ _GGUF_GLOBAL = {
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Converted:
-    """A model file read into host memory, ready for :func:`decoders.weights.params_from_named`."""
+    """A model file, ready for :func:`decoders.weights.params_from_named`.
+
+    ``named`` is a dict of host arrays for a GGUF file and a lazy
+    :class:`~decoders.checkpoint.SafetensorsCheckpoint` (each tensor read when looked up, in the
+    file's dtype) for a Hugging Face directory. ``chat`` holds the template and its special
+    tokens; ``checkpoint_dtype`` the dtype the directory's ``config.json`` declares.
+    """
 
     config: ModelConfig
-    named: dict[str, np.ndarray]
+    named: Mapping[str, np.ndarray]
     tokenizer_json: str
     chat_template: str | None
+    chat: ChatSettings | None = None
+    checkpoint_dtype: str | None = None
 
 
 def unpermute_qk(weight: np.ndarray, heads: int) -> np.ndarray:
@@ -166,70 +179,49 @@ def _read_json(path: Path) -> Any:
         raise ModelLoadError(f"{path}: not readable JSON ({error}).") from error
 
 
-def _config_from_hf(values: dict[str, Any], path: Path) -> ModelConfig:
-    if values.get("model_type") not in ("llama", "mistral", None):
-        raise ModelLoadError(
-            f"{path}: model_type {values.get('model_type')!r} is not supported; expected llama "
-            "or mistral."
-        )
-    rope = values.get("rope_scaling") or values.get("rope_parameters") or {}
-    if rope.get("rope_type", rope.get("type", "default")) not in ("default", None):
-        raise ModelLoadError(
-            f"{path}: rope scaling {rope!r} is not supported; only plain RoPE is implemented."
-        )
-    eos = values.get("eos_token_id")
-    eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (int(eos),))
-    try:
-        heads = int(values["num_attention_heads"])
-        return ModelConfig(
-            vocab_size=int(values["vocab_size"]),
-            hidden_size=int(values["hidden_size"]),
-            intermediate_size=int(values["intermediate_size"]),
-            num_layers=int(values["num_hidden_layers"]),
-            num_heads=heads,
-            num_kv_heads=int(values.get("num_key_value_heads") or heads),
-            head_dim=int(values.get("head_dim") or values["hidden_size"] // heads),
-            rope_theta=float(values.get("rope_theta", rope.get("rope_theta", 10000.0))),
-            rms_norm_eps=float(values.get("rms_norm_eps", 1e-5)),
-            tie_embeddings=bool(values.get("tie_word_embeddings", False)),
-            max_position=int(values.get("max_position_embeddings", 8192)),
-            eos_token_ids=eos_ids,
-        )
-    except KeyError as error:
-        raise ModelLoadError(f"{path}: required key {error} is missing.") from error
-
-
 def read_hf_directory(directory: Path) -> Converted:
     """Read a local Hugging Face model directory (config.json, *.safetensors, tokenizer.json).
 
     Raises:
         ModelLoadError: a required file is missing or unreadable, or the model is unsupported.
     """
-    from safetensors import SafetensorError
-    from safetensors.flax import load_file
-
-    config = _config_from_hf(_read_json(directory / "config.json"), directory / "config.json")
-    files = sorted(directory.glob("*.safetensors"))
-    if not files:
-        raise ModelLoadError(f"{directory}: no *.safetensors weight file in the directory.")
-    named: dict[str, np.ndarray] = {}
-    for file in files:
-        try:
-            named.update({k: np.asarray(v, np.float32) for k, v in load_file(str(file)).items()})
-        except (OSError, SafetensorError, ValueError) as error:
-            raise ModelLoadError(f"{file}: not a readable safetensors file ({error}).") from error
+    values = _read_json(directory / "config.json")
+    config = config_from_hf(values, directory / "config.json")
+    named = SafetensorsCheckpoint.open(directory)  # headers only; tensors are read when placed
     tokenizer_path = directory / "tokenizer.json"
     if not tokenizer_path.is_file():
         raise ModelLoadError(f"{tokenizer_path}: file is missing from the model directory.")
-    tokenizer_config = directory / "tokenizer_config.json"
-    template = None
-    if tokenizer_config.is_file():
-        template = _read_json(tokenizer_config).get("chat_template")
-    if template is None and (directory / "chat_template.jinja").is_file():
-        template = (directory / "chat_template.jinja").read_text(encoding="utf-8")
+    settings = ChatSettings.from_directory(directory)
     return Converted(
         config=config,
         named=named,
         tokenizer_json=tokenizer_path.read_text(encoding="utf-8"),
-        chat_template=template,
+        chat_template=settings.template,
+        chat=settings,
+        checkpoint_dtype=checkpoint_dtype(values, directory / "config.json"),
     )
+
+
+def checkpoint_dtype(values: Mapping[str, Any], path: Path) -> str | None:
+    """The dtype a Hugging Face ``config.json`` declares for its weights (``dtype`` in
+    transformers 5, ``torch_dtype`` before), as a :data:`decoders.config.DTYPES` name.
+
+    ``float16`` maps to ``float32`` (exact widening: the decoder has no float16 mode).
+
+    Returns:
+        ``"float32"``, ``"bfloat16"``, or None when the config declares none.
+
+    Raises:
+        ModelLoadError: the declared dtype is not a floating-point dtype the decoder can hold.
+    """
+    declared = values.get("dtype") or values.get("torch_dtype")
+    if declared is None:
+        return None
+    name = str(declared).removeprefix("torch.")
+    mapped = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float32"}.get(name)
+    if mapped is None:
+        raise ModelLoadError(
+            f"{path}: dtype {declared!r} is not supported; expected float32, bfloat16 or float16 "
+            "(pass dtype= to load_model to choose the decoder's dtype)."
+        )
+    return mapped
