@@ -1,9 +1,15 @@
-"""``load_model``: the bundled SmolLM2, a GGUF file or a Hugging Face directory, cached on disk.
+"""``load_model``: the bundled SmolLM2, a GGUF file or a Hugging Face directory.
 
-The first load of a file converts it (dequantise, un-permute, build the tokenizer) and stores the
-result under ``$SHIELD_CACHE_DIR`` (default ``~/.cache/shield``), keyed by the source's resolved
-path, size and modification time; later loads read that entry and take seconds. An unreadable
-entry is rebuilt.
+A Hugging Face directory is read as it ships (:mod:`decoders.checkpoint`): single-file or sharded
+safetensors, each tensor read in the file's dtype, converted on its own to the model's dtype and
+placed straight onto the device, or onto a mesh with its sharding (:func:`decoders.sharding.placer`).
+No whole-model float32 copy exists on the host and nothing is written to disk; by default the
+model runs in the dtype its ``config.json`` declares.
+
+A GGUF file is quantised, so its first load converts it (dequantise, un-permute, build the
+tokenizer) and stores the result under ``$SHIELD_CACHE_DIR`` (default ``~/.cache/shield``), keyed
+by the file's resolved path, size and modification time; later loads read that entry and take
+seconds. An unreadable entry is rebuilt.
 """
 
 from __future__ import annotations
@@ -14,11 +20,14 @@ import hashlib
 import os
 from pathlib import Path
 
-from decoders.config import ModelConfig
+from jax.sharding import Mesh
+
+from decoders.config import DTYPES, ModelConfig
 from decoders.model import Params
 from decoders.native import require_kernel
 from decoders.paths import BUNDLED_NAMES, bundled_model_path, cache_root
 from decoders.quantize import WEIGHT_FORMATS
+from decoders.sharding import placer
 from decoders.sources import Converted, read_gguf, read_hf_directory
 from decoders.tokenizer import Tokenizer
 from decoders.weights import params_from_named, read_cache, write_cache
@@ -58,93 +67,107 @@ def _resolve(name_or_path: str | os.PathLike[str] | None) -> Path:
 
 
 def _cache_key(path: Path) -> str:
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    info = path.stat()
     digest = hashlib.sha256(f"format={_CACHE_FORMAT}|{path}".encode())
-    for file in files:
-        info = file.stat()
-        digest.update(f"|{file.name}|{info.st_size}|{info.st_mtime_ns}".encode())
+    digest.update(f"|{path.name}|{info.st_size}|{info.st_mtime_ns}".encode())
     return f"{path.stem}-{digest.hexdigest()[:16]}"
 
 
-def _convert(path: Path) -> Converted:
-    if path.is_dir():
-        return read_hf_directory(path)
+def _read_gguf_cached(path: Path, use_cache: bool) -> Converted:
+    """A GGUF file converted, through the on-disk cache when ``use_cache``."""
     if path.suffix.lower() != ".gguf":
         raise ModelLoadError(
             f"{path}: unknown model format; expected a .gguf file or a Hugging Face directory."
         )
-    return read_gguf(path)
-
-
-def load_model(
-    name_or_path: str | os.PathLike[str] | None = None,
-    *,
-    dtype: str = "float32",
-    weights: str = "dense",
-    use_cache: bool = True,
-) -> tuple[Model, Tokenizer]:
-    """Load a model and its tokenizer.
-
-    Args:
-        name_or_path: None or ``"smollm2"`` for the bundled SmolLM2-135M-Instruct; otherwise a
-            ``.gguf`` file or a Hugging Face directory (config.json, safetensors, tokenizer.json).
-        dtype: ``"float32"`` (the CPU default) or ``"bfloat16"``.
-        weights: ``"dense"`` (weights in ``dtype``, the default) or ``"int8"`` (projections and
-            embeddings as int8 rows with per-row scales; see :mod:`decoders.quantize`; on a CPU
-            it compiles a native kernel once).
-        use_cache: read and write the converted-model cache (see :func:`cache_root`).
-
-    Returns:
-        ``(model, tokenizer)``.
-
-    Raises:
-        ModelLoadError: the file is missing, corrupt or unsupported (the message names it).
-        DecoderError: ``weights`` is not a known format.
-        decoders.native.NativeKernelError: int8 weights on a CPU whose kernel cannot be built.
-
-    Example:
-        >>> model, tokenizer = load_model()  # doctest: +SKIP
-        >>> model.config.num_layers  # doctest: +SKIP
-        30
-    """
-    if weights not in WEIGHT_FORMATS:
-        raise DecoderError(
-            f"load_model: weights must be one of {WEIGHT_FORMATS}, received {weights!r}."
-        )
-    path = _resolve(name_or_path)
     entry = cache_root() / "models" / _cache_key(path)
-    converted = None
     if use_cache and (entry / "meta.json").is_file():
         try:
             config, named, tokenizer_json, meta = read_cache(entry)
-            converted = Converted(
+            return Converted(
                 config=config,
                 named=named,
                 tokenizer_json=tokenizer_json,
                 chat_template=meta.get("chat_template"),
             )
         except ModelLoadError:
-            converted = None  # rebuilt below
-    if converted is None:
-        converted = _convert(path)
-        if use_cache:
-            with contextlib.suppress(OSError):  # a read-only cache only costs speed
-                write_cache(
-                    entry,
-                    converted.config,
-                    converted.named,
-                    converted.tokenizer_json,
-                    {"chat_template": converted.chat_template, "source": str(path)},
-                )
-    config = dataclasses.replace(converted.config, dtype=dtype)
+            pass  # rebuilt below
+    converted = read_gguf(path)
+    if use_cache:
+        with contextlib.suppress(OSError):  # a read-only cache only costs speed
+            write_cache(
+                entry,
+                converted.config,
+                converted.named,
+                converted.tokenizer_json,
+                {"chat_template": converted.chat_template, "source": str(path)},
+            )
+    return converted
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str] | None = None,
+    *,
+    dtype: str | None = None,
+    weights: str = "dense",
+    use_cache: bool = True,
+    mesh: Mesh | None = None,
+) -> tuple[Model, Tokenizer]:
+    """Load a model and its tokenizer.
+
+    Args:
+        name_or_path: None or ``"smollm2"`` for the bundled SmolLM2-135M-Instruct; otherwise a
+            ``.gguf`` file or a Hugging Face directory (``config.json``, ``model.safetensors`` or
+            ``model.safetensors.index.json`` with its shards, ``tokenizer.json``, optionally
+            ``tokenizer_config.json`` / ``chat_template.jinja``).
+        dtype: ``"float32"`` or ``"bfloat16"``. Default: a Hugging Face directory's own dtype
+            (``dtype`` or ``torch_dtype`` of its ``config.json``; ``float16`` widens to float32,
+            none declared means float32); float32 for GGUF files and the bundled model.
+        weights: ``"dense"`` (weights in ``dtype``, the default) or ``"int8"`` (projections and
+            embeddings as int8 rows with per-block scales; see :mod:`decoders.quantize`; on a CPU
+            it compiles a native kernel once).
+        use_cache: read and write the converted-model cache of GGUF files (see
+            :func:`cache_root`); Hugging Face directories are never cached.
+        mesh: place the weights on this mesh, each with its sharding
+            (:func:`decoders.sharding.make_mesh`); None places them on the default device.
+
+    Returns:
+        ``(model, tokenizer)``.
+
+    Raises:
+        ModelLoadError: the file is missing, corrupt or unsupported (the message names the file,
+            and the tensor or configuration key).
+        DecoderError: ``weights`` or ``dtype`` is not a known value.
+        decoders.native.NativeKernelError: int8 weights on a CPU whose kernel cannot be built.
+
+    Example:
+        >>> model, tokenizer = load_model()  # doctest: +SKIP
+        >>> model.config.num_layers  # doctest: +SKIP
+        30
+        >>> model, tokenizer = load_model("Llama-3.2-1B-Instruct")  # bfloat16, its own dtype  # doctest: +SKIP
+    """
+    if weights not in WEIGHT_FORMATS:
+        raise DecoderError(
+            f"load_model: weights must be one of {WEIGHT_FORMATS}, received {weights!r}."
+        )
+    if dtype is not None and dtype not in DTYPES:
+        raise DecoderError(
+            f"load_model: dtype must be one of {DTYPES} or None, received {dtype!r}."
+        )
+    path = _resolve(name_or_path)
+    converted = read_hf_directory(path) if path.is_dir() else _read_gguf_cached(path, use_cache)
+    chosen = dtype or converted.checkpoint_dtype or "float32"
+    config = dataclasses.replace(converted.config, dtype=chosen)
     if weights == "int8":
         require_kernel()
-    params = params_from_named(config, converted.named, path, int8=weights == "int8")
+    params = params_from_named(
+        config, converted.named, path, int8=weights == "int8", put=placer(mesh)
+    )
     tokenizer = Tokenizer(
         converted.tokenizer_json,
         eos_token_ids=config.eos_token_ids,
         bos_token_id=config.bos_token_id,
         chat_template=converted.chat_template,
+        special_tokens=converted.chat.special_tokens if converted.chat else (),
         source=str(path),
     )
     return Model(config=config, params=params, source=str(path)), tokenizer
