@@ -19,12 +19,14 @@ Classifier rules are not compiled, so they are not part of the key.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import functools
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +41,20 @@ from shield.errors import ShieldError
 from shield.rules import AutomatonRule
 from shield.store import cache_enabled, cache_root, read_entry, write_entry
 
-__all__ = ["FORMAT", "CompiledCache", "Lookup", "cache_key", "compiler_version", "default_cache"]
+__all__ = [
+    "FORMAT",
+    "MAX_ENTRIES",
+    "CompiledCache",
+    "Lookup",
+    "cache_key",
+    "compiler_version",
+    "default_cache",
+]
 
 #: Version of what an entry holds (the encoding of compiled rules below).
 FORMAT = 1
+#: Entries kept in the cache folder; beyond it the least recently used are deleted.
+MAX_ENTRIES = 256
 _PACKAGE = Path(__file__).resolve().parent
 #: The sources whose change invalidates every entry: the compiler, the rule values it reads, and
 #: the encoding of entries.
@@ -192,6 +204,8 @@ class CompiledCache:
         except (KeyError, TypeError, ValueError, ShieldError) as error:
             _LOG.warning("ignoring compiled-shield entry %s (%s); rebuilding", path, error)
             return Lookup("corrupt", path=path, reason=f"does not decode: {error}")
+        with contextlib.suppress(OSError):  # recently used: kept longest by _evict
+            os.utime(path)
         return Lookup("hit", compiled=compiled, path=path)
 
     def store(
@@ -215,6 +229,7 @@ class CompiledCache:
             path = self.path_for(rules, limits)
             meta, arrays = _encode(compiled)
             write_entry(path, path.stem, meta, arrays)
+            _evict(self.directory, MAX_ENTRIES)
         except (_Uncacheable, OSError) as error:
             _LOG.warning("compiled shield not cached: %s", error)
             return None
@@ -305,3 +320,16 @@ def _narrow(table: np.ndarray) -> np.ndarray:
     if table.size and int(table.max()) < np.iinfo(np.uint16).max and int(table.min()) >= 0:
         return table.astype(np.uint16)
     return table
+
+
+def _evict(directory: Path, keep: int) -> None:
+    """Delete the least recently used entries beyond ``keep`` (a reader that already opened one
+    still reads it whole; a later reader misses and compiles)."""
+    entries = []
+    for path in directory.glob("*.npz"):
+        with contextlib.suppress(OSError):  # another process may have deleted it meanwhile
+            entries.append((path.stat().st_mtime, path))
+    entries.sort()
+    for _, path in entries[: max(0, len(entries) - keep)]:
+        with contextlib.suppress(OSError):
+            path.unlink()
