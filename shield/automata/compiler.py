@@ -16,6 +16,7 @@ from shield.automata.determinize import Matcher, determinize
 from shield.automata.dfa import DFA
 from shield.automata.limits import CompileLimits
 from shield.automata.nfa import NFA, build_nfa
+from shield.automata.normalize import word_code_points
 from shield.automata.regex import parse_regex
 from shield.automata.reverse import ReverseScanner
 from shield.automata.syntax import NOT_AFTER_WORD_MASK, NOT_BEFORE_WORD_MASK, Assert, Concat, Node
@@ -42,15 +43,22 @@ class _LazyScanner:
     ``node`` is the pattern, or a function that builds it (:func:`rule_scanner` defers even that).
     """
 
-    def __init__(self, node: Node | Callable[[], Node], limits: CompileLimits) -> None:
+    def __init__(
+        self,
+        node: Node | Callable[[], Node],
+        limits: CompileLimits,
+        word_chars: frozenset[int] = frozenset(),
+    ) -> None:
         self._node = node
         self._limits = limits
+        self._word_chars = word_chars
         self._scanner: ReverseScanner | None = None
 
     def _built(self) -> ReverseScanner:
         if self._scanner is None:
             node = self._node() if callable(self._node) else self._node
-            self._scanner = ReverseScanner(build_nfa(node, self._limits))
+            nfa = build_nfa(node, self._limits, word_chars=self._word_chars)
+            self._scanner = ReverseScanner(nfa)
         return self._scanner
 
     @property
@@ -130,7 +138,14 @@ def _pattern(
         return determinize(nfa, limits, what=what), ReverseScanner(nfa)
     words = (pattern.literal,) if isinstance(pattern, LiteralRule) else pattern.words
     matcher = words_matcher(tuple(dict.fromkeys(words)), pattern.match, limits, what=what)
-    return matcher, _LazyScanner(node, limits)
+    return matcher, _LazyScanner(node, limits, _word_chars(pattern))
+
+
+def _word_chars(pattern: Pattern) -> frozenset[int]:
+    """The non-ASCII word characters of a word list's whole words (none for regexes)."""
+    if isinstance(pattern, RegexRule) or not pattern.match.whole_word:
+        return frozenset()
+    return word_code_points()
 
 
 def _kind(pattern: Pattern) -> str:
@@ -199,4 +214,6 @@ def rule_scanner(rule: AutomatonRule, limits: CompileLimits) -> _LazyScanner | N
         return None
     pattern = rule.forbid if isinstance(rule, AfterRule) else rule
     pattern = pattern.pattern if isinstance(pattern, AtMostRule) else pattern
-    return _LazyScanner(functools.partial(_pattern_ast, pattern, rule.id, limits), limits)
+    return _LazyScanner(
+        functools.partial(_pattern_ast, pattern, rule.id, limits), limits, _word_chars(pattern)
+    )

@@ -179,7 +179,13 @@ def determinize(nfa: NFA, limits: CompileLimits, *, what: str) -> Matcher:
     Raises:
         CompileError: the DFA would exceed ``limits.max_dfa_states`` or the construction
             ``limits.max_rule_seconds``.
+        ValueError: the NFA's assertions read characters (``nfa.word_chars``), not bytes.
     """
+    if nfa.word_chars:
+        raise ValueError(
+            "determinize reads bytes: its assertions cannot see non-ASCII word characters; "
+            "build the NFA without word_chars (word lists use shield.automata.wordlist.words_matcher)"
+        )
     subsets = _Subsets(nfa)
     keys = {
         p: subsets.key(*subsets.restart[subsets.prev(p)], p)

@@ -3,9 +3,10 @@
 A word list with normalisations is matched over *atoms*: the coarsest partition of code points
 such that every letter set (a letter with its case, leet, confusable, compatibility and accented
 stand-ins), the zero-width set, the separator set and the combining marks are unions of atoms, and
-no atom mixes ASCII word characters with other characters. The matcher is then built over atoms,
-as Aho–Corasick over letter classes, with the normalisations that change the *shape* of a word
-implemented as transitions rather than spelled-out variants:
+no atom mixes word characters with other characters: ASCII ``[A-Za-z0-9_]`` and, for whole
+words, the non-ASCII letters of :func:`shield.automata.normalize.word_code_points`. The matcher
+is then built over atoms, as Aho–Corasick over letter classes, with the normalisations that
+change the *shape* of a word implemented as transitions rather than spelled-out variants:
 
 - ``repeats``: the state after a letter loops on the same letter class;
 - ``diacritics``: the state after a letter loops on combining marks;
@@ -14,10 +15,12 @@ implemented as transitions rather than spelled-out variants:
 
 A DFA state is the set of live trie positions (items) beyond the restart position, with the kind
 of the previous character where whole-word matching needs it. Detection and restart follow
-:mod:`shield.automata.determinize` exactly (a whole word is confirmed by the next non-word character or the
-end of the text; after a detection matching restarts after the detecting symbol), so the result
-is the same matcher as the subset construction of :func:`shield.automata.wordlist.words_pattern`, at the
-character level; :mod:`shield.automata.expand` turns it into bytes.
+:mod:`shield.automata.determinize` exactly (a whole word is confirmed by the next non-word
+character or the end of the text; after a detection matching restarts after the detecting
+symbol). On ASCII text the result is the same matcher as the subset construction of
+:func:`shield.automata.wordlist.words_pattern`; beyond ASCII, whole words also end only at
+non-word *characters* (a look-alike letter continues a word), which byte-level assertions
+cannot express. :mod:`shield.automata.expand` turns the matcher into bytes.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ class Atoms:
         kinds: per atom, ``KIND_WORD``, ``KIND_OTHER`` or ``KIND_END``.
         of_set: per input set, the atoms whose union it is.
         other: atom of the non-word code points in no set (and of malformed bytes).
-        other_word: atom of the ASCII word characters in no set.
+        other_word: atom of the word characters in no set.
         end: the END atom.
     """
 
@@ -63,15 +66,13 @@ class Atoms:
         return len(self.kinds)
 
 
-def _is_word(cp: int) -> bool:
-    return cp < 128 and bool(WORD_BYTES[cp])
-
-
-def make_atoms(sets: Sequence[frozenset[int]]) -> Atoms:
+def make_atoms(sets: Sequence[frozenset[int]], word_chars: frozenset[int] = frozenset()) -> Atoms:
     """The atoms of a family of code point sets.
 
     Args:
         sets: the sets (letter sets, gap sets).
+        word_chars: non-ASCII code points that count as word characters (ASCII ``[A-Za-z0-9_]``
+            always do). Those in no set share the ``other_word`` atom.
 
     Returns:
         The partition.
@@ -85,7 +86,7 @@ def make_atoms(sets: Sequence[frozenset[int]]) -> Atoms:
     kinds: list[int] = []
     of_cp: dict[int, int] = {}
     for cp in sorted(membership):
-        key = (membership[cp], _is_word(cp))
+        key = (membership[cp], (cp < 128 and bool(WORD_BYTES[cp])) or cp in word_chars)
         atom = index.get(key)
         if atom is None:
             atom = index[key] = len(kinds)
@@ -97,6 +98,8 @@ def make_atoms(sets: Sequence[frozenset[int]]) -> Atoms:
     )
     other, other_word, end = len(kinds), len(kinds) + 1, len(kinds) + 2
     kinds += [KIND_OTHER, KIND_WORD, KIND_END]
+    for cp in word_chars:
+        of_cp.setdefault(cp, other_word)
     return Atoms(of_cp, tuple(kinds), of_set, other, other_word, end)
 
 
@@ -184,6 +187,7 @@ def letter_matcher(
     max_cells: int,
     max_seconds: float,
     what: str,
+    word_chars: frozenset[int] = frozenset(),
 ) -> tuple[LetterMatcher, Atoms]:
     """The minimal letter-level matcher of a word list.
 
@@ -197,6 +201,7 @@ def letter_matcher(
         max_cells: the letter table (states × atoms) may not hold more entries.
         max_seconds: wall-clock budget of the construction.
         what: names the rule in error messages.
+        word_chars: non-ASCII code points that count as word characters (whole words).
 
     Returns:
         The matcher and its atoms.
@@ -206,7 +211,7 @@ def letter_matcher(
             than ``max_seconds``.
     """
     letters = sorted(letter_sets)
-    atoms = make_atoms([*(letter_sets[c] for c in letters), *gaps])
+    atoms = make_atoms([*(letter_sets[c] for c in letters), *gaps], word_chars)
     of_letter = dict(zip(letters, atoms.of_set, strict=False))
     zero_width, separators, marks = atoms.of_set[len(letters) :]
     children, final, last = _trie(words)

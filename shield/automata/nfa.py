@@ -30,6 +30,10 @@ class NFA:
         byte_edges: per state, (low byte, high byte, target) edges.
         epsilon: per state, targets of epsilon edges.
         asserts: per state, (mask, target) assertion edges.
+        word_chars: non-ASCII code points that assertions count as word characters (word
+            lists' whole words, see :mod:`shield.automata.boundaries`); empty: ASCII bytes only.
+            The subset construction (:mod:`shield.automata.determinize`) reads bytes only and
+            refuses an NFA with word characters.
     """
 
     start: int
@@ -37,6 +41,7 @@ class NFA:
     byte_edges: tuple[tuple[ByteEdge, ...], ...]
     epsilon: tuple[tuple[int, ...], ...]
     asserts: tuple[tuple[tuple[int, int], ...], ...]
+    word_chars: frozenset[int] = frozenset()
 
     @property
     def n_states(self) -> int:
@@ -158,12 +163,15 @@ class _Builder:
         return dst
 
 
-def build_nfa(node: Node, limits: CompileLimits) -> NFA:
+def build_nfa(
+    node: Node, limits: CompileLimits, *, word_chars: frozenset[int] = frozenset()
+) -> NFA:
     """Thompson NFA of a pattern.
 
     Args:
         node: the pattern AST.
         limits: ``max_nfa_states`` and ``max_repeat`` apply.
+        word_chars: non-ASCII word characters for its assertions (see :class:`NFA`).
 
     Returns:
         The NFA.
@@ -188,4 +196,5 @@ def build_nfa(node: Node, limits: CompileLimits) -> NFA:
         byte_edges=tuple(tuple(e) for e in builder.byte_edges),
         epsilon=tuple(tuple(e) for e in builder.epsilon),
         asserts=tuple(tuple(e) for e in builder.asserts),
+        word_chars=word_chars,
     )

@@ -4,22 +4,30 @@ Nothing here rewrites text: each function says which code points may *stand for*
 forbidden word, or what may appear *between* letters. :mod:`shield.automata.wordlist` and
 :mod:`shield.compile` turn these into character sets and repetitions of the pattern AST.
 
-- ``nfkc``: compatibility forms whose NFKC normal form is the letter (full-width ``ｆ``,
-  mathematical ``𝐟``, circled ``ⓕ``, super/subscripts).
-- ``confusables``: a curated table of Cyrillic, Greek and Armenian look-alikes of Latin letters.
+- ``nfkc``: every code point whose NFKC normal form is the letter (full-width ``ｆ``,
+  mathematical ``𝐟``, circled and squared ``ⓕ 🄵``, super/subscripts, modifier letters, Roman
+  numerals ``ⅰ``), computed from Python's ``unicodedata`` (:data:`UNIDATA_VERSION`).
+- ``confusables``: the look-alikes that Unicode's confusables data (UTS #39 ``confusables.txt``)
+  gives an ASCII letter or digit: Cyrillic ``с``, Greek ``ο``, Armenian ``ո``, Cherokee,
+  mathematical and letterlike symbols; generated into :mod:`shield.automata.confusables_data`
+  by ``scripts/generate_confusables.py``, never written by hand.
 - ``leet``: digits and symbols used for letters (``4 @`` for a, ``3`` for e, ``1 ! |`` for i, ...).
-- ``diacritics``: precomposed accented letters whose base is the letter, and combining marks
-  (U+0300..U+036F) after a letter.
+- ``diacritics``: precomposed letters whose canonical decomposition is the letter plus marks
+  (``unicodedata``), and combining marks (U+0300..U+036F) after a letter.
 - ``zero_width``: U+200B, U+200C, U+200D, U+2060, U+FEFF and U+00AD anywhere between letters.
 - ``repeats``: a letter may be repeated (``fuuuck``).
 - ``separators``: one of ``. - _ *`` or space between two letters (``f.u.c.k``).
+
+:func:`word_code_points` says which non-ASCII characters whole-word matching counts as letters.
 """
 
 from __future__ import annotations
 
+import string
 import unicodedata
 from functools import cache
 
+from shield.automata.confusables_data import LOOKALIKES
 from shield.automata.syntax import CharSet, Concat, Node, Repeat, charset, union_ranges
 from shield.automata.unicode import fold_code_point
 
@@ -28,56 +36,17 @@ __all__ = [
     "CONFUSABLES",
     "LEET",
     "SEPARATORS",
+    "UNIDATA_VERSION",
     "ZERO_WIDTH",
     "letter_gap",
     "letter_set",
     "letter_unit",
+    "word_code_points",
 ]
 
-#: Look-alikes of lowercase and uppercase Latin letters (Cyrillic, Greek, Armenian).
-CONFUSABLES: dict[str, str] = {
-    "a": "\u0430\u03b1",
-    "b": "\u044c",
-    "c": "\u0441\u03f2",
-    "d": "\u0501",
-    "e": "\u0435\u0454",
-    "g": "\u0581",
-    "h": "\u04bb\u0570",
-    "i": "\u0456\u03b9",
-    "j": "\u0458\u03f3",
-    "k": "\u03ba\u043a",
-    "l": "\u04cf",
-    "m": "\u043c",
-    "n": "\u0578\u03b7",
-    "o": "\u043e\u03bf\u0585",
-    "p": "\u0440\u03c1",
-    "q": "\u051b\u0566",
-    "r": "\u0433",
-    "s": "\u0455",
-    "t": "\u0442",
-    "u": "\u057d\u03c5",
-    "v": "\u03bd\u0475",
-    "w": "\u051d\u0461",
-    "x": "\u0445\u03c7",
-    "y": "\u0443\u03b3",
-    "A": "\u0410\u0391",
-    "B": "\u0412\u0392",
-    "C": "\u0421\u03f9",
-    "E": "\u0415\u0395",
-    "H": "\u041d\u0397",
-    "I": "\u0406\u0399",
-    "J": "\u0408",
-    "K": "\u041a\u039a",
-    "M": "\u041c\u039c",
-    "N": "\u039d",
-    "O": "\u041e\u039f",
-    "P": "\u0420\u03a1",
-    "S": "\u0405",
-    "T": "\u0422\u03a4",
-    "X": "\u0425\u03a7",
-    "Y": "\u04ae\u03a5",
-    "Z": "\u0396",
-}
+#: Look-alikes of ASCII letters and digits, generated from Unicode's confusables data
+#: (:mod:`shield.automata.confusables_data`, UTS #39 ``confusables.txt`` 13.0.0).
+CONFUSABLES: dict[str, str] = LOOKALIKES
 
 #: Leetspeak stand-ins of lowercase letters (used for both cases).
 LEET: dict[str, str] = {
@@ -97,39 +66,41 @@ ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 SEPARATORS = ".-_* "
 COMBINING_MARKS = CharSet(((0x0300, 0x036F),))
 
-_NFKC_BLOCKS = (
-    (0x00AA, 0x00BA),
-    (0x1D2C, 0x1D6A),
-    (0x2070, 0x209F),
-    (0x2100, 0x214F),
-    (0x2460, 0x24FF),
-    (0xFF01, 0xFF5E),
-    (0x1D400, 0x1D7FF),
-)
-_DIACRITIC_BLOCKS = ((0x00C0, 0x024F), (0x1E00, 0x1EFF))
+#: Python's Unicode database version: the NFKC and accented-letter tables are computed from it.
+UNIDATA_VERSION = unicodedata.unidata_version
+#: Every code point below this one is scanned for decompositions (planes 0 to 2).
+_DECOMPOSABLE_LIMIT = 0x30000
+#: The characters whose stand-ins make a word character (see :func:`word_code_points`).
+_WORD_LETTERS = string.ascii_letters + string.digits
+
+
+@cache
+def _decomposable() -> tuple[int, ...]:
+    """Code points that have a decomposition mapping (canonical or compatibility), built once."""
+    return tuple(
+        cp for cp in range(0x80, _DECOMPOSABLE_LIMIT) if unicodedata.decomposition(chr(cp))
+    )
 
 
 @cache
 def _compatibility_forms() -> dict[str, frozenset[int]]:
-    """Letter → code points whose NFKC form is that single letter (built once)."""
+    """Character → code points whose NFKC form is that single character (built once)."""
     table: dict[str, set[int]] = {}
-    for lo, hi in _NFKC_BLOCKS:
-        for cp in range(lo, hi + 1):
-            normal = unicodedata.normalize("NFKC", chr(cp))
-            if len(normal) == 1 and normal != chr(cp):
-                table.setdefault(normal, set()).add(cp)
+    for cp in _decomposable():
+        normal = unicodedata.normalize("NFKC", chr(cp))
+        if len(normal) == 1 and normal != chr(cp):
+            table.setdefault(normal, set()).add(cp)
     return {k: frozenset(v) for k, v in table.items()}
 
 
 @cache
 def _accented_forms() -> dict[str, frozenset[int]]:
-    """Letter → precomposed letters whose canonical decomposition starts with it (built once)."""
+    """Letter → precomposed letters whose canonical decomposition is it plus marks (built once)."""
     table: dict[str, set[int]] = {}
-    for lo, hi in _DIACRITIC_BLOCKS:
-        for cp in range(lo, hi + 1):
-            decomposed = unicodedata.normalize("NFD", chr(cp))
-            if len(decomposed) > 1 and all(unicodedata.combining(c) for c in decomposed[1:]):
-                table.setdefault(decomposed[0], set()).add(cp)
+    for cp in _decomposable():
+        decomposed = unicodedata.normalize("NFD", chr(cp))
+        if len(decomposed) > 1 and all(unicodedata.combining(c) for c in decomposed[1:]):
+            table.setdefault(decomposed[0], set()).add(cp)
     return {k: frozenset(v) for k, v in table.items()}
 
 
@@ -160,8 +131,34 @@ def letter_set(letter: str, normalize: frozenset[str], case_insensitive: bool) -
             points |= {ord(c) for c in LEET.get(ch.lower(), "")}
     if case_insensitive:
         for cp in list(points):
-            points |= fold_code_point(cp)
+            # A stand-in's case variants stand for the letter too, but never another ASCII
+            # letter: LATIN SMALL LETTER LONG S looks like f and folds with s, so without this
+            # "suck" would spell "fuck".
+            points |= {c for c in fold_code_point(cp) if c >= 128 or c in bases}
     return CharSet(union_ranges((cp, cp) for cp in points))
+
+
+@cache
+def word_code_points() -> frozenset[int]:
+    """The non-ASCII code points that count as word characters for whole-word matching.
+
+    A code point is a word character when it may stand for an ASCII letter or digit under the
+    Unicode normalisations (``nfkc``, ``confusables``, ``diacritics``) with case folding: ``ρ``
+    (a look-alike of ``p``), ``𝐟`` and ``é`` are word characters, so ``cockρit`` is one word,
+    as ``cockpit`` is. Every rule uses the same set, whatever its own normalisations, so that
+    the rules agree on where a word ends. Other non-ASCII characters (``中``, ``—``, emoji) stay
+    non-word characters: a forbidden word next to one of them is still a whole word (fail closed).
+    Leetspeak symbols (``@ $ ! | +``) are not word characters.
+
+    Returns:
+        The code points (all >= 128).
+    """
+    unicode_only = frozenset({"nfkc", "confusables", "diacritics"})
+    points: set[int] = set()
+    for letter in _WORD_LETTERS:
+        chars = letter_set(letter, unicode_only, case_insensitive=True)
+        points.update(cp for lo, hi in chars.ranges for cp in range(lo, hi + 1) if cp >= 128)
+    return frozenset(points)
 
 
 def letter_unit(letter: str, normalize: frozenset[str], case_insensitive: bool) -> Node:

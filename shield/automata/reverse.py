@@ -5,16 +5,18 @@ When a matcher detects a match while reading symbol ``i`` (byte ``text[i]``, or 
 and need no look-ahead, and (b) matches ``[s, i)`` whose end assertion was confirmed by symbol
 ``i``. The *violating match* is the one with the leftmost start among them (ties: the longer,
 i.e. (a)). The scan walks the NFA's edges backwards from the final state, evaluating assertions
-against the actual neighbouring bytes, so it costs time linear in the match length.
+against the actual neighbouring symbols (:mod:`shield.automata.boundaries`), so it costs time
+linear in the match length. A word list's whole word can be confirmed on a later byte of the
+non-word character that follows it (see :mod:`shield.automata.expand`); (b) then ends the match
+at the start of that character.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shield.automata.alphabet import KIND_END, KIND_OTHER, KIND_WORD, WORD_BYTES
+from shield.automata.boundaries import char_start, next_kind, prev_kind
 from shield.automata.nfa import NFA
-from shield.automata.syntax import PREV_BEGIN, PREV_OTHER, PREV_WORD
 
 __all__ = ["ReverseScanner"]
 
@@ -46,6 +48,12 @@ class ReverseScanner:
         object.__setattr__(self, "_eps", rev_eps)
         object.__setattr__(self, "_assert", rev_assert)
         object.__setattr__(self, "_bytes", rev_bytes)
+
+    def _kind(self, text: bytes, pos: int) -> int:
+        return next_kind(text, pos, self.nfa.word_chars)
+
+    def _prev(self, text: bytes, pos: int) -> int:
+        return prev_kind(text, pos, self.nfa.word_chars)
 
     def _closure(self, states: set[int], prev: int, next_bits: int) -> set[int]:
         """Backward closure at one position: ``next_bits`` are the kinds the next symbol may have."""
@@ -83,11 +91,14 @@ class ReverseScanner:
         ends = []
         if index < len(text):
             ends.append((index + 1, _ALL_NEXT))  # (a): next symbol unknown, must not matter
-        ends.append((index, 1 << _kind(text, index)))  # (b): confirmed by symbol ``index``
+        # (b): confirmed by the character at ``index`` (or END); with word characters a
+        # whole word is confirmed on a later byte of the non-word character that ends it.
+        confirm = char_start(text, index) if self.nfa.word_chars else index
+        ends.append((confirm, 1 << self._kind(text, confirm)))
         for end, next_bits in ends:
             if end < lower:
                 continue
-            current = self._closure({nfa.final}, _prev(text, end), next_bits)
+            current = self._closure({nfa.final}, self._prev(text, end), next_bits)
             pos = end
             while current:  # fuel: pos decreases every round and stops at ``lower``
                 if nfa.start in current and (best is None or pos < best[0]):
@@ -97,17 +108,5 @@ class ReverseScanner:
                 byte = text[pos - 1]
                 stepped = {q for t in current for lo, hi, q in rev_bytes[t] if lo <= byte <= hi}
                 pos -= 1
-                current = self._closure(stepped, _prev(text, pos), 1 << _kind(text, pos))
+                current = self._closure(stepped, self._prev(text, pos), 1 << self._kind(text, pos))
         return best
-
-
-def _kind(text: bytes, pos: int) -> int:
-    if pos >= len(text):
-        return KIND_END
-    return KIND_WORD if WORD_BYTES[text[pos]] else KIND_OTHER
-
-
-def _prev(text: bytes, pos: int) -> int:
-    if pos == 0:
-        return PREV_BEGIN
-    return PREV_WORD if WORD_BYTES[text[pos - 1]] else PREV_OTHER

@@ -26,6 +26,7 @@ from shield.automata.normalize import (
     letter_gap,
     letter_set,
     letter_unit,
+    word_code_points,
 )
 from shield.automata.syntax import (
     NOT_AFTER_WORD_MASK,
@@ -125,6 +126,7 @@ def words_matcher(
         max_cells=limits.max_table_cells,
         max_seconds=limits.max_rule_seconds,
         what=what,
+        word_chars=word_code_points() if match.whole_word else frozenset(),
     )
     return expand(letters, atoms, max_states=limits.max_dfa_states, what=what)
 

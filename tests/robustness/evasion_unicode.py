@@ -133,8 +133,8 @@ CLEAN_WORDS: tuple[str, ...] = (
 )
 
 #: Ordinary words that contain a forbidden word of the spec (``cock``, ``tard``, ``ass``, ``tit``,
-#: ``cum``, ``crap``). Whole-word matching counts only ASCII letters,
-#: digits and ``_`` as word characters, so a look-alike next to the inner word exposes it.
+#: ``cum``, ``crap``). A look-alike next to the inner word must not expose it: whole-word matching
+#: counts look-alike letters as word characters (a neutral letter such as ``中`` does expose it).
 EMBEDDING_WORDS: tuple[str, ...] = (
     "cockpit",
     "custard",
@@ -438,9 +438,8 @@ class Measurement:
         spellings: the corpus.
         flagged: per spelling, whether a violation overlaps the obfuscated word.
         baseline: per spelling, whether it is flagged with :data:`NEUTRAL` at the substituted
-            positions instead. Whole-word matching counts only ASCII letters, digits and ``_`` as
-            word characters, so any non-ASCII code point ends a word: ``fuck`` is flagged in
-            ``fuck中ng`` whatever stands for the ``i``.
+            positions instead. A neutral letter is a non-word character, so it ends a word:
+            ``fuck`` is flagged in ``fuck中ng``, while ``fuckιng`` is one word.
         rules: per spelling, the ids of the rules whose violations overlap it.
         stray: violations that overlap no obfuscated word (in the template): should be none.
     """

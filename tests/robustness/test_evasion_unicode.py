@@ -1,15 +1,13 @@
-"""Recall of the library toxicity spec on obfuscations built from Unicode's data, not our tables.
+"""Recall of the library toxicity spec on obfuscations built from Unicode's data.
 
 The corpus (``evasion_unicode.py``) takes look-alikes from Unicode's confusables data as the
 ``confusable-homoglyphs`` package ships it, and compatibility forms from ``unicodedata``'s NFKC.
 The spec promises its core words through "look-alike letters from other scripts" and "full-width
-and other compatibility forms"; the compiler's hand-written tables fall short of Unicode's data,
-so recall is below 100% today. Each class and script group is guarded twice:
-
-- a floor at the measured recall less about one point (a regression fails the suite);
-- the 100% target as ``xfail(strict=True, raises=KnownGap)``: the test raises :class:`KnownGap`
-  while the gap exists, and turns into a failure (XPASS) once the tables cover Unicode's data, so
-  that the floors are raised then. Any other failure inside it (a broken scenario) is a failure.
+and other compatibility forms". The compiler's tables are generated from the same data
+(``scripts/generate_confusables.py``, UTS #39 ``confusables.txt`` 13.0.0) and computed from
+``unicodedata``, so recall is 100% in every class, script group and NFKC family, asserted exactly.
+Whole-word matching counts look-alike letters as word characters, so obfuscating a clean word
+never exposes a forbidden word inside it (``cockρit``).
 
 Every test first asserts its scenario: the corpus is non-empty, really obfuscated, and built from
 the package's data; plain words are flagged and the template is not.
@@ -33,50 +31,27 @@ from tests.robustness import evasion_unicode as eu
 pytestmark = pytest.mark.xdist_group("evasion_unicode")
 
 
-class KnownGap(Exception):
-    """Recall below the spec's promise: expected until the tables come from Unicode's data."""
-
-
-#: The data the floors were measured with (``python -m tests.robustness.evasion_unicode``).
+#: The data the corpus is built from (``python -m tests.robustness.evasion_unicode``).
 PACKAGE_VERSION = "3.3.1"
 
-#: Recall floors per class: measured value (in the comment) less about one point.
-CLASS_FLOORS: dict[str, float] = {
-    "confusable_single": 0.66,  # 2750 / 4102 = 67.0%
-    "confusable_single_capital": 0.58,  # 2783 / 4686 = 59.4%
-    "confusable_one_script": 0.37,  # 104 / 270 = 38.5%
-    "confusable_one_script_capital": 0.18,  # 83 / 431 = 19.3%
-    "confusable_all_letters": 0.24,  # 76 / 300 = 25.3%
-    "confusable_mixed_scripts": 0.25,  # 78 / 300 = 26.0%
-    "nfkc_single": 0.95,  # 2816 / 2911 = 96.7%
-    "nfkc_single_capital": 0.91,  # 2675 / 2902 = 92.2%
-    "nfkc_one_style": 0.92,  # 817 / 878 = 93.1%
-    "nfkc_mixed": 0.80,  # 244 / 300 = 81.3%
-}
-
-#: Recall floors of single-letter substitutions (lower case and capitals) per script group.
-SCRIPT_FLOORS: dict[str, float] = {
-    "Cyrillic": 0.86,  # 245 / 282 = 86.9%
-    "Greek": 0.74,  # 183 / 243 = 75.3%
-    "Armenian": 0.66,  # 59 / 87 = 67.8%
-    "Mathematical alphanumeric": 0.81,  # 4309 / 5239 = 82.2%
-    "Full-width": 0.93,  # 215 / 228 = 94.3%
-    "Common (letterlike, symbols)": 0.55,  # 243 / 428 = 56.8%
-    "Latin (non-ASCII)": 0.15,  # 68 / 408 = 16.7%
-}
-
-#: The same per NFKC family; ``None`` marks a family caught in full today (asserted exactly).
-FAMILY_FLOORS: dict[str, float | None] = {
-    "mathematical alphanumeric": None,  # 4171 / 4171
-    "full-width": None,  # 334 / 334
-    "letterlike, other": None,  # 264 / 264
-    "circled, squared": 0.66,  # 355 / 526 = 67.5%
-    "superscript, subscript, modifier": 0.81,  # 363 / 442 = 82.1%
-    "Roman numeral": 0.04,  # 4 / 76 = 5.3%
-}
-
-#: Obfuscated spellings of words with a forbidden word inside that are flagged: 558 / 3730 = 15.0%.
-EMBEDDING_CEILING = 0.16
+#: Script groups and NFKC families that must be present in the corpus (each caught in full).
+SCRIPT_GROUPS = (
+    "Cyrillic",
+    "Greek",
+    "Armenian",
+    "Mathematical alphanumeric",
+    "Full-width",
+    "Common (letterlike, symbols)",
+    "Latin (non-ASCII)",
+)
+NFKC_FAMILIES = (
+    "mathematical alphanumeric",
+    "full-width",
+    "letterlike, other",
+    "circled, squared",
+    "superscript, subscript, modifier",
+    "Roman numeral",
+)
 
 
 @pytest.fixture(scope="module")
@@ -152,20 +127,21 @@ def test_the_corpus_is_non_trivial_and_really_obfuscated(corpus: eu.Measurement)
     assert len(groups) >= 20
 
 
-def test_the_corpus_reaches_beyond_our_tables(corpus: eu.Measurement) -> None:
-    from shield.automata.normalize import CONFUSABLES  # compared with, never used to build
+def test_the_compiler_tables_come_from_the_same_data(corpus: eu.Measurement) -> None:
+    from shield.automata import confusables_data  # compared with, never used to build
+    from shield.automata.normalize import CONFUSABLES
 
-    ours = {c for chars in CONFUSABLES.values() for c in chars}
-    theirs = {g.char for s in corpus.spellings if s.cls in eu.CONFUSABLE_CLASSES for g in s.glyphs}
-    cyrillic_greek = {
-        g.char
+    assert confusables_data.CONFUSABLES_VERSION == "13.0.0"
+    assert PACKAGE_VERSION in confusables_data.SOURCE
+    assert CONFUSABLES is confusables_data.LOOKALIKES
+    glyphs = {
+        (s.word[i], g.char)
         for s in corpus.spellings
         if s.cls in eu.CONFUSABLE_CLASSES
-        for g in s.glyphs
-        if g.group in ("Cyrillic", "Greek")
+        for i, g in zip(s.positions, s.glyphs, strict=True)
     }
-    assert len(theirs - ours) > 500
-    assert cyrillic_greek - ours  # Unicode lists Cyrillic/Greek look-alikes that we do not
+    assert len(glyphs) > 1000
+    assert [(c, g) for c, g in glyphs if g not in CONFUSABLES[c]] == []
 
 
 def test_plain_words_are_flagged_and_the_template_is_not(guard: shield.Shield) -> None:
@@ -176,92 +152,49 @@ def test_plain_words_are_flagged_and_the_template_is_not(guard: shield.Shield) -
 
 
 def test_one_scan_of_joined_lines_matches_each_line_alone(
-    guard: shield.Shield, corpus: eu.Measurement
+    guard: shield.Shield, corpus: eu.Measurement, clean: eu.Measurement
 ) -> None:
     rng = random.Random(3)
-    sample = rng.sample(range(len(corpus.spellings)), 300)
+    pairs = [(corpus, i) for i in rng.sample(range(len(corpus.spellings)), 150)]
+    pairs += [(clean, i) for i in rng.sample(range(len(clean.spellings)), 150)]
     alone = [
-        guard.first_violation(eu.TEMPLATE.format(corpus.spellings[i].text).encode(), final=True)
-        for i in sample
+        guard.first_violation(eu.TEMPLATE.format(m.spellings[i].text).encode(), final=True)
+        for m, i in pairs
     ]
-    assert sum(corpus.flagged[i] for i in sample) > 50
-    assert sum(not corpus.flagged[i] for i in sample) > 50
-    assert [v is not None for v in alone] == [corpus.flagged[i] for i in sample]
+    assert sum(m.flagged[i] for m, i in pairs) > 50
+    assert sum(not m.flagged[i] for m, i in pairs) > 50
+    assert [v is not None for v in alone] == [m.flagged[i] for m, i in pairs]
     assert corpus.stray == ()
 
 
 # --- recall ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls", eu.CLASSES)
-def test_recall_per_class_stays_at_its_floor(corpus: eu.Measurement, cls: str) -> None:
-    hits, total = _recall(corpus, lambda s: s.cls == cls)
-    assert hits / total >= CLASS_FLOORS[cls], f"{cls}: {hits}/{total}"
+def _missed(m: eu.Measurement, keep) -> list[str]:
+    return [s.text for s, f in zip(m.spellings, m.flagged, strict=True) if keep(s) and not f]
 
 
 @pytest.mark.parametrize("cls", eu.CLASSES)
-@pytest.mark.xfail(
-    strict=True,
-    raises=KnownGap,
-    reason="the compiler's hand-written confusables and NFKC tables miss look-alikes and "
-    "compatibility forms that Unicode's data lists; another issue replaces them",
-)
-def test_recall_per_class_reaches_the_promised_100_percent(
-    corpus: eu.Measurement, cls: str
-) -> None:
+def test_recall_per_class_is_100_percent(corpus: eu.Measurement, cls: str) -> None:
     hits, total = _recall(corpus, lambda s: s.cls == cls)
-    if hits < total:
-        missed = [s.text for s, f in zip(corpus.spellings, corpus.flagged, strict=True) if not f]
-        raise KnownGap(f"{cls}: {hits}/{total}; e.g. {missed[:5]}")
+    assert total >= 250
+    assert hits == total, (
+        f"{cls}: {hits}/{total}; e.g. {_missed(corpus, lambda s: s.cls == cls)[:5]}"
+    )
 
 
-@pytest.mark.parametrize("group", sorted(SCRIPT_FLOORS))
-def test_recall_per_script_stays_at_its_floor(corpus: eu.Measurement, group: str) -> None:
+@pytest.mark.parametrize("group", SCRIPT_GROUPS)
+def test_recall_per_script_is_100_percent(corpus: eu.Measurement, group: str) -> None:
     pair = eu.CONFUSABLE_CLASSES[:2]
     hits, total = _recall(corpus, lambda s: s.cls in pair and s.group == group)
-    assert hits / total >= SCRIPT_FLOORS[group], f"{group}: {hits}/{total}"
+    assert hits == total, f"{group}: {hits}/{total}"
 
 
-@pytest.mark.parametrize("group", ["Cyrillic", "Greek", "Armenian", "Mathematical alphanumeric"])
-@pytest.mark.xfail(
-    strict=True,
-    raises=KnownGap,
-    reason="the hand-written table lists one or two look-alikes per letter and script",
-)
-def test_recall_per_script_reaches_the_promised_100_percent(
-    corpus: eu.Measurement, group: str
-) -> None:
-    pair = eu.CONFUSABLE_CLASSES[:2]
-    hits, total = _recall(corpus, lambda s: s.cls in pair and s.group == group)
-    if hits < total:
-        raise KnownGap(f"{group}: {hits}/{total}")
-
-
-@pytest.mark.parametrize("family", sorted(FAMILY_FLOORS))
-def test_recall_per_nfkc_family(corpus: eu.Measurement, family: str) -> None:
+@pytest.mark.parametrize("family", NFKC_FAMILIES)
+def test_recall_per_nfkc_family_is_100_percent(corpus: eu.Measurement, family: str) -> None:
     pair = eu.NFKC_CLASSES[:2]
     hits, total = _recall(corpus, lambda s: s.cls in pair and s.group == family)
-    floor = FAMILY_FLOORS[family]
-    if floor is None:
-        assert hits == total, f"{family}: {hits}/{total}"
-    else:
-        assert hits / total >= floor, f"{family}: {hits}/{total}"
-
-
-@pytest.mark.parametrize("family", sorted(f for f, floor in FAMILY_FLOORS.items() if floor))
-@pytest.mark.xfail(
-    strict=True,
-    raises=KnownGap,
-    reason="the compiler's NFKC table scans a fixed list of blocks: it lacks Roman numerals "
-    "(U+2160..), squared letters (U+1F130..) and most modifier letters (U+02B0.., U+1D9C..)",
-)
-def test_recall_per_nfkc_family_reaches_the_promised_100_percent(
-    corpus: eu.Measurement, family: str
-) -> None:
-    pair = eu.NFKC_CLASSES[:2]
-    hits, total = _recall(corpus, lambda s: s.cls in pair and s.group == family)
-    if hits < total:
-        raise KnownGap(f"{family}: {hits}/{total}")
+    assert hits == total, f"{family}: {hits}/{total}"
 
 
 # --- false positives -------------------------------------------------------------------------------
@@ -284,25 +217,14 @@ def test_obfuscated_clean_words_are_not_flagged(clean: eu.Measurement) -> None:
     assert clean.stray == ()
 
 
-def test_obfuscating_next_to_a_forbidden_word_inside_a_clean_word_stays_rare(
+def test_obfuscating_a_clean_word_never_exposes_a_forbidden_word_inside(
     embedding: eu.Measurement,
 ) -> None:
     assert all(_forbidden_inside(w) for w in eu.EMBEDDING_WORDS)
     hits, total = _recall(embedding, lambda s: True)
-    assert hits > 0  # e.g. "cockρit": the look-alike ends the word "cock" for whole-word matching
-    assert hits / total <= EMBEDDING_CEILING, f"{hits}/{total}"
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=KnownGap,
-    reason="whole-word matching counts only ASCII [A-Za-z0-9_] as word characters, so a "
-    "look-alike letter next to 'cock' in 'cockpit' ends the word",
-)
-def test_obfuscating_a_clean_word_never_exposes_a_forbidden_word_inside(
-    embedding: eu.Measurement,
-) -> None:
-    hits, total = _recall(embedding, lambda s: True)
-    if hits:
-        flagged = [s.text for s, f in zip(embedding.spellings, embedding.flagged, strict=True) if f]
-        raise KnownGap(f"{hits}/{total} flagged; e.g. {flagged[:5]}")
+    assert total > 1000
+    # The scenario: with a neutral letter (not a look-alike) at the same positions, the word
+    # inside is exposed ("cock中it"), so the look-alikes are what keeps these words whole.
+    assert embedding.count(lambda s: True, of="baseline")[0] > 100
+    flagged = [s.text for s, f in zip(embedding.spellings, embedding.flagged, strict=True) if f]
+    assert flagged == [], f"{hits}/{total} flagged; e.g. {flagged[:5]}"
