@@ -3,8 +3,9 @@ memory is host memory) peaks under ``1.1 W + the largest tensor`` of resident me
 process's baseline after importing JAX and the decoder.
 
 Each test writes a random checkpoint of realistic shape (>= 300M parameters) with transformers
-and loads it in a fresh subprocess, which reports its peak resident set (``ru_maxrss``) and its
-resident set before loading. Writing one takes most of a test's time, so the slow tests cover the
+and loads it in a fresh subprocess, which reports its resident set before loading and its peak
+while loading (``VmHWM`` of ``/proc/self/status``, reset by ``clear_refs`` after the baseline;
+``ru_maxrss`` would include the parent process it was forked from). Writing one takes most of a test's time, so the slow tests cover the
 three checkpoint layouts (Llama names, Gemma's norms and sandwich norms, Phi-3's fused tensors);
 ``python -m tests.decoders.test_load_memory`` measures every family and prints the table of the
 README.
@@ -49,17 +50,25 @@ TESTED = ("llama", "gemma3", "phi3")
 TIMEOUT_S = 900
 
 _WORKER = """
-import json, resource, sys
+import json, sys
 import psutil
 import jax, jax.numpy as jnp
 from decoders.checkpoint import SafetensorsCheckpoint
 from decoders.loading import load_model
 from pathlib import Path
+
+def high_water():  # this process's own peak (ru_maxrss would count the parent it forked from)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+
 jnp.zeros(8).block_until_ready()  # the CPU backend is up before the baseline
 baseline = psutil.Process().memory_info().rss
+with open("/proc/self/clear_refs", "w") as clear:
+    clear.write("5")  # the peak restarts from here
 model, _ = load_model(sys.argv[1])
 jax.block_until_ready(model.params)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kilobytes
+peak = high_water()
 checkpoint = SafetensorsCheckpoint.open(Path(sys.argv[1]))
 leaves = jax.tree_util.tree_leaves(model.params)
 print(json.dumps({
