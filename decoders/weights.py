@@ -139,7 +139,7 @@ def params_from_named(
                 scale=place(f"{path}.scale", scale),
                 offset=place(f"{path}.offset", offset),
             )
-        return place(path, np.ascontiguousarray(converted(rows).T))
+        return place(path, converted(rows).T)  # put makes the one copy, already transposed
 
     def build_layer(layer: int) -> LayerParams:
         fields: dict[str, Any] = {}
@@ -153,9 +153,11 @@ def params_from_named(
         return LayerParams(**fields)
 
     layers = tuple(build_layer(layer) for layer in range(config.num_layers))
-    embed = np.asarray(named[_EMBED])  # [V, H]: already the rows of the tied head
+    rows = np.asarray(named[_EMBED])  # [V, H]: already the rows of the tied head
+    embed = linear("embed", rows) if int8 else place("embed", converted(rows))
+    del rows  # its pages are released before the head is read
     return Params(
-        embed=linear("embed", embed) if int8 else place("embed", converted(embed)),
+        embed=embed,
         layers=layers,
         final_norm=place("final_norm", converted(named[_NORM])),
         lm_head=None if config.tie_embeddings else linear("lm_head", np.asarray(named[_HEAD])),
