@@ -74,7 +74,10 @@ def generate(
             ``seed=0`` (one for every row or one per prompt), ``chat=False``, ``prefill=None``,
             ``max_slots=None``, ``mesh=None``, ``chunk=32``, ``stream=None``: see
             :class:`~decoders.options.DecodeOptions`). Keyword fields given with ``options``
-            replace its values.
+            replace its values. ``mesh`` is a :func:`decoders.make_mesh` mesh (rows over its
+            ``data`` axis, weights over its ``model`` axis; the batch is padded to the ``data``
+            size; every strategy, rewinds included, gives the tokens of one device) or True for
+            all devices on ``data``.
         spec: a :class:`specs.Spec`, a compiled :class:`shield.Shield` or a
             :class:`~shield.judge.Judge`; None only with strategy ``none``.
         strategy: ``backtrack`` (default with a spec), ``reset``, ``mask`` or ``none`` (default
@@ -92,6 +95,8 @@ def generate(
         >>> model, tokenizer = load_model()  # doctest: +SKIP
         >>> spec = specs.load("specs/library/toxicity.toml")  # doctest: +SKIP
         >>> generate(model, tokenizer, ["Hi"], spec=spec, max_new_tokens=32)[0].text  # doctest: +SKIP
+        >>> generate(model, tokenizer, prompts, spec=spec, max_new_tokens=32,
+        ...          mesh=make_mesh(data=2, model=4))  # doctest: +SKIP
     """
     chosen = strategy or ("backtrack" if spec is not None else "none")
     if chosen not in STRATEGIES:
