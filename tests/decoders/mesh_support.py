@@ -18,13 +18,14 @@ from typing import Any
 import jax
 
 import shield
+from decoders.api import generate
 from decoders.config import ModelConfig
 from decoders.loading import Model
 from decoders.model import init_params
 from decoders.plain import generate_plain
 from decoders.quantize import quantize_params
 from decoders.sharding import make_mesh
-from decoders.shielded import generate_shielded, judge_for
+from decoders.shielded import judge_for
 from decoders.tokenizer import Tokenizer, tokenizer_json_from_gguf
 from shield.policy import BacktrackPolicy
 from shield.result import GenerationResult
@@ -97,14 +98,15 @@ def _judge(model: Model, tokenizer: Tokenizer) -> Any:
 
 
 def decode_all(mesh: Any, model: Model, tokenizer: Tokenizer) -> dict[str, Any]:
-    """Plain (sampled) and shielded (greedy backtrack) results of :data:`PROMPTS` on ``mesh``."""
+    """Plain (sampled) and shielded (greedy backtrack) results of :data:`PROMPTS` on ``mesh``,
+    through :func:`decoders.generate` (its ``mesh`` argument)."""
     judge = _judge(model, tokenizer)
-    plain = generate_plain(
+    plain = generate(
         model, tokenizer, PROMPTS, max_new_tokens=MAX_NEW, seed=list(range(8)), mesh=mesh
     )
-    shielded = generate_shielded(
-        model, tokenizer, PROMPTS, judge=judge, max_new_tokens=MAX_NEW, temperature=0.0,
-        mesh=mesh,
+    shielded = generate(
+        model, tokenizer, PROMPTS, spec=judge, strategy="backtrack", max_new_tokens=MAX_NEW,
+        temperature=0.0, mesh=mesh,
     )  # fmt: skip
     return {"plain": _rows(plain), "shielded": _rows(shielded)}
 
