@@ -74,11 +74,18 @@ def _leftmost_start(nfa: NFA, data: bytes, lower: int) -> int | None:
     threads: dict[int, int] = {}  # NFA state -> least start that reaches it here
     best: int | None = None
     for position in range(lower, len(data) + 1):  # fuel: one round per position
-        closed = _closure(nfa, sorted(threads.items(), key=lambda item: item[1]), data, position)
         context = (
             prev_kind(data, position, nfa.word_chars),
             next_kind(data, position, nfa.word_chars),
         )
+        if not threads and best is None:  # the common case: only a fresh start is alive
+            if nfa.final in seeds.closure(context, data, position):
+                return position  # an empty match here, and no earlier start has any
+            if position == len(data):
+                break
+            threads = dict.fromkeys(seeds.moves(context, data[position], data, position), position)
+            continue
+        closed = _closure(nfa, sorted(threads.items(), key=lambda item: item[1]), data, position)
         if best is None:  # a match may start here; its tag is the greatest so far
             for q in seeds.closure(context, data, position):
                 closed.setdefault(q, position)
