@@ -67,8 +67,14 @@ class _Uncacheable(Exception):
 
 
 def canonical(value: Any) -> Any:
-    """A JSON value that identifies ``value`` (rules, match options, limits), independent of order
-    where the value is a set.
+    """A JSON value that identifies ``value`` (rules, match options, limits).
+
+    Args:
+        value: plain values, tuples, lists, sets (described in a fixed order), enums and
+            dataclasses of these (described by type and every field).
+
+    Returns:
+        The description, for :func:`cache_key`.
 
     Raises:
         _Uncacheable: the value holds something without a stable description (a function, ...).
