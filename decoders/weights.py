@@ -46,6 +46,9 @@ __all__ = [
 #: ``"layers.3.wqkv"`` (int8 leaves add ``.q``, ``.scale``, ``.offset``), returning a device array.
 Put = Callable[[str, np.ndarray], jax.Array]
 
+#: Version of the stored configuration; entries of another version are rebuilt (version 1 had no
+#: family fields, so a Mistral entry of it would silently drop its sliding window).
+_CONFIG_FORMAT = 2
 _EMBED, _NORM, _HEAD = "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"
 _NUMPY_DTYPES: dict[str, Any] = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}
 
@@ -220,7 +223,7 @@ def write_cache(
         save: Any = np.savez  # numpy's stub types **kwargs as bool
         save(staging / "weights.npz", **arrays)
         (staging / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
-        meta = {"config": config.to_dict(), **extra}
+        meta = {"config": config.to_dict(), "config_format": _CONFIG_FORMAT, **extra}
         (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         if directory.exists():
             shutil.rmtree(directory)
@@ -244,6 +247,8 @@ def read_cache(directory: Path) -> tuple[ModelConfig, dict[str, np.ndarray], str
         tokenizer_json = (directory / "tokenizer.json").read_text(encoding="utf-8")
         with np.load(directory / "weights.npz") as archive:
             named = {name: archive[name] for name in archive.files}
+        if meta.get("config_format") != _CONFIG_FORMAT:
+            raise KeyError(f"config_format {meta.get('config_format')!r} != {_CONFIG_FORMAT}")
         config = ModelConfig.from_dict(meta["config"])
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
         raise ModelLoadError(
