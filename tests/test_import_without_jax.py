@@ -61,3 +61,18 @@ def test_evaluation_package_imports_without_jax() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_the_core_never_imports_torch_and_the_adapter_needs_no_jax() -> None:
+    result = _run(
+        """
+        import shield, specs
+        import shield.cli
+        assert "torch" not in sys.modules and "transformers" not in sys.modules, "torch was imported"
+        from adapters import huggingface
+        assert not any(m == "jax" or m.startswith("jax.") for m in sys.modules), "JAX was imported"
+        print("ok")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

@@ -1,4 +1,5 @@
-"""The layout stays true: every import points down, nothing cycles, only ``decoders`` uses JAX.
+"""The layout stays true: every import points down, nothing cycles, only ``decoders`` uses JAX
+(and only ``decoders`` and ``adapters`` use torch and transformers).
 
 The layers, lowest first (README "Layout" tells the same story):
 
@@ -12,8 +13,8 @@ rank  layer                modules
                            ``shield.spec_compiler``, the compiled-shield cache and its store
 3     semantics            the controller, the judge, the reference machine, sampling, results
 4     the ``shield`` API   ``shield/__init__``
-5     specs / decoders     the spec language; the JAX decoder (siblings: neither imports
-                           the other)
+5     specs / decoders /   the spec language; the JAX decoder; the framework adapters
+      adapters             (``adapters.*``, e.g. transformers; siblings: none imports another)
 6     proofs               the model checker (drives the reference machine)
 7     composition root     ``shield.cli`` (the command line and the evaluation harness)
 ====  ===================  ==============================================================
@@ -33,7 +34,7 @@ import networkx as nx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("shield", "specs", "decoders", "proofs")
+PACKAGES = ("shield", "specs", "decoders", "adapters", "proofs")
 FRAMEWORKS = ("jax", "jaxlib", "flax", "torch", "transformers", "optax")
 
 _SEMANTICS = ("controller", "judge", "reference", "sampling", "result")
@@ -72,7 +73,7 @@ def layer_of(module: str) -> tuple[int, str]:
             return 2, "runtime"
         if parts[1] in _SEMANTICS:
             return 3, "semantics"
-    if parts[0] in ("specs", "decoders"):
+    if parts[0] in ("specs", "decoders", "adapters"):
         return 5, parts[0]
     if parts[0] == "proofs":
         return 6, "proofs"
@@ -154,13 +155,43 @@ def test_no_import_cycles() -> None:
     assert not cycles, f"import cycles: {sorted(' -> '.join(c) for c in cycles)}"
 
 
+#: The frameworks each package may import: ``adapters`` only torch and transformers.
+ADAPTER_FRAMEWORKS = ("torch", "transformers")
+
+
+def framework_allowed(source: str, target: str) -> bool:
+    """Whether module ``source`` may import ``target`` (True for anything but a framework)."""
+    framework = target.split(".")[0]
+    if framework not in FRAMEWORKS:
+        return True
+    package = source.split(".")[0]
+    return package == "decoders" or (package == "adapters" and framework in ADAPTER_FRAMEWORKS)
+
+
 def test_only_decoders_import_frameworks() -> None:
     wrong = [
         f"{MODULES[source].relative_to(ROOT)}:{line}: {source} imports {target}"
         for source, target, line in EDGES
-        if target.split(".")[0] in FRAMEWORKS and not source.startswith("decoders")
+        if not framework_allowed(source, target)
     ]
-    assert not wrong, "JAX/torch outside decoders/:\n" + "\n".join(wrong)
+    assert not wrong, (
+        "JAX outside decoders/, or torch outside decoders/ and adapters/:\n" + "\n".join(wrong)
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "allowed"),
+    [
+        ("adapters.huggingface.loop", "torch", True),
+        ("adapters.huggingface.loop", "jax.numpy", False),  # JAX stays in decoders
+        ("shield.judge", "torch", False),  # the core never imports a framework
+        ("specs.loader", "transformers", False),
+    ],
+)
+def test_the_framework_rule_catches_a_planted_import(
+    source: str, target: str, allowed: bool
+) -> None:
+    assert framework_allowed(source, target) == allowed
 
 
 def test_nothing_imports_tests_or_benchmarks() -> None:
@@ -192,6 +223,8 @@ def test_no_hidden_imports_of_our_own_packages() -> None:
         ("shield.automata.dfa", "shield.monitor"),  # automata reaching the runtime
         ("shield.monitor", "specs.loader"),  # the core reaching the spec language
         ("specs.loader", "decoders.api"),  # siblings
+        ("adapters.huggingface.loop", "decoders.api"),  # an adapter reaching a sibling
+        ("shield.judge", "adapters.huggingface"),  # the core reaching an adapter
         ("decoders.api", "shield.cli"),  # anything but the root reaching the root
     ],
 )
