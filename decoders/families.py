@@ -8,8 +8,8 @@ the file is either read, known not to change the math (:data:`IRRELEVANT_KEYS`),
 value that turns its feature off; anything else raises :class:`ModelLoadError` naming the key and
 its value, so a model is never loaded and then decoded differently from its definition.
 
-:data:`TENSOR_NAMES` maps each :class:`decoders.model.LayerParams` field to the checkpoint tensors
-it is made of, per checkpoint layout (``{i}`` is the layer).
+:data:`TENSOR_NAMES` maps each :class:`decoders.model.LayerParams` field to the tensors under
+``model.layers.{i}.`` it is made of, per checkpoint layout.
 
 Example:
     >>> config = config_from_hf(json.load(open("config.json")), Path("config.json"))  # doctest: +SKIP
@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from decoders.config import ModelConfig
 from decoders.rope import ROPE_KINDS, RopeScaling
@@ -83,17 +83,12 @@ class _Keys:
     """The keys of one ``config.json``, recording which were read."""
 
     def __init__(self, values: Mapping[str, Any], path: Path) -> None:
-        self.values = dict(values)
-        self.path = path
-        self.read: set[str] = set()
+        self.values, self.path, self.read = dict(values), path, set[str]()
 
     def get(self, key: str, default: Any = None) -> Any:
         self.read.add(key)
         value = self.values.get(key)
         return default if value is None else value
-
-    def has(self, key: str) -> bool:
-        return self.values.get(key) is not None
 
     def require(self, key: str) -> Any:
         self.read.add(key)
@@ -107,7 +102,7 @@ class _Keys:
         if key in self.values and self.values[key] not in (None, *off):
             self.refuse(key, self.values[key])
 
-    def refuse(self, key: str, value: Any, why: str = "is not implemented") -> None:
+    def refuse(self, key: str, value: Any, why: str = "is not implemented") -> NoReturn:
         model_type = self.values.get("model_type")
         raise ModelLoadError(
             f"{self.path}: {key}={value!r} {why} for model_type {model_type!r}; decoding it "
@@ -193,14 +188,12 @@ def _layer_windows(
 
 def _qwen_windows(keys: _Keys, layers: int) -> tuple[int | None, ...]:
     # Qwen2/3: the window applies only with use_sliding_window, from max_window_layers on.
-    window = keys.get("sliding_window")
+    window, first = keys.get("sliding_window"), int(keys.get("max_window_layers", 28))
     if not keys.get("use_sliding_window", False):
         window = None
     types = keys.get("layer_types")
     if types is None and window is not None:
-        first = int(keys.get("max_window_layers", 28))
         types = [_SLIDING if i >= first else _FULL for i in range(layers)]
-    keys.get("max_window_layers")
     return _layer_windows(keys, layers, types, window)
 
 

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -53,7 +54,8 @@ def quantize_params(params: Params) -> Params:
 
     def layer(block: LayerParams) -> LayerParams:
         # Norms and biases stay as they are; only the four projections change.
-        return block.replace(
+        return dataclasses.replace(
+            block,
             wqkv=quantize(block.wqkv),
             wo=quantize(block.wo),
             w_gate_up=quantize(block.w_gate_up),

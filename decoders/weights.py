@@ -64,7 +64,7 @@ def _parts(config: ModelConfig, field: str) -> tuple[int, ...]:
 
 def _layer_tensors(config: ModelConfig, layer: int) -> dict[str, list[tuple[str, tuple[int, ...]]]]:
     """Per field of one layer: its checkpoint tensors with their (checkpoint-layout) shapes."""
-    tensors = {}
+    tensors: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
     for field, shape in layer_shapes(config).items():
         names = TENSOR_NAMES[config.layout][field]
         rows = _parts(config, field)

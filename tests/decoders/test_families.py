@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from decoders.rope import RopeScaling
 from decoders.state import DecodeState, append, init_state, rewind
 from decoders.step import decode_logits, prefill
 from shield.errors import ModelLoadError
-from tests.decoders.family_support import FAMILIES, write_checkpoint
+from tests.decoders.family_support import FAMILIES, hf_config, write_checkpoint
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -92,8 +93,8 @@ def our_logits(config: ModelConfig, params: Params, tokens: np.ndarray) -> np.nd
 
 
 def without_layer_field(params: Params, *fields: str) -> Params:
-    layers = tuple(layer.replace(**dict.fromkeys(fields)) for layer in params.layers)
-    return params.replace(layers=layers)
+    layers = tuple(dataclasses.replace(layer, **dict.fromkeys(fields)) for layer in params.layers)
+    return dataclasses.replace(params, layers=layers)
 
 
 # The feature that makes each family differ from plain Llama, turned off.
@@ -218,11 +219,15 @@ def test_a_batch_row_equals_the_row_alone(case: Case) -> None:
 
 
 def saved_config(family: str, tmp_path: Path) -> dict[str, Any]:
-    from tests.decoders.family_support import hf_config
-
+    """The ``config.json`` transformers writes for the tiny ``family``."""
     hf_config(family).save_pretrained(tmp_path)
     values: dict[str, Any] = json.loads((tmp_path / "config.json").read_text())
     return values
+
+
+def saved_config_values(family: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as directory:
+        return saved_config(family, Path(directory))
 
 
 REFUSALS: list[tuple[str, dict[str, Any], str]] = [
@@ -325,3 +330,31 @@ def test_cli_generates_from_a_family_directory(
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 1 <= len(result["tokens"]) <= 6
+
+
+def test_weights_are_converted_one_by_one_and_placed_through_put() -> None:
+    import ml_dtypes
+
+    from decoders.model import init_params
+    from decoders.weights import named_from_params, params_from_named
+
+    config = config_from_hf(saved_config_values("gemma3"), Path("config.json"))
+    config = dataclasses.replace(config, dtype="bfloat16")
+    named = {
+        name: array.astype(ml_dtypes.bfloat16)
+        for name, array in named_from_params(config, init_params(config, jax.random.key(0))).items()
+    }
+    placed: list[str] = []
+
+    def put(path: str, array: np.ndarray) -> jax.Array:
+        assert array.dtype == ml_dtypes.bfloat16  # never widened to float32 on the way
+        placed.append(path)
+        return jnp.asarray(array)
+
+    params = params_from_named(config, named, "memory", put=put)
+    assert {"embed", "final_norm", "layers.0.wqkv", "layers.3.q_norm"} <= set(placed)
+    assert "layers.0.post_mlp_norm" in placed and len(placed) == len(set(placed))
+    leaves = jax.tree_util.tree_leaves(params)
+    assert {leaf.dtype for leaf in leaves} == {jnp.dtype("bfloat16")}
+    again = named_from_params(config, params)
+    assert all(np.array_equal(again[k], named[k].astype(np.float32)) for k in named)
