@@ -11,6 +11,12 @@ last transition. The device holds the row's kept tokens and monitor states; at a
 put into that configuration, the machine's transition returns the next one, and the row becomes
 it. (Model steps are counted on the device, ``ShieldCarry.steps``; a host configuration's
 ``steps`` counts only the tokens the host has read.)
+
+Classifier windows are judged off the critical path by default (:mod:`decoders.verdict_queue`):
+the device does not stop when a window closes; the host scores the windows of each device run on
+a worker thread during the next run and delivers the verdicts, in order, as transitions of the
+machine (:meth:`~shield.reference.Machine.verdict`), before it answers any event of the row. The
+synchronous path (the device stops at every window, ``EVENT_WINDOW``) stays selectable.
 """
 
 from __future__ import annotations
@@ -48,8 +54,9 @@ from decoders.state import (
     rewind,
 )
 from decoders.step import attention_window
+from decoders.verdict_queue import VerdictQueue
 from shield.errors import DecoderError
-from shield.judge import Judge
+from shield.judge import Judge, Window
 from shield.lifting import MonitorState
 from shield.reference import Config, Finished, Machine
 from shield.result import TextStream
@@ -114,23 +121,49 @@ class EventHost:
         self.machine = machine
         self.rows: list[Config] = [machine.initial()] * batch
         self.finals: dict[int, Finished] = {}
+        self.speculative = [0] * batch  # model steps thrown away by late verdicts
 
     def configuration(
-        self, row: int, kept: Sequence[int], states: Sequence[MonitorState] | None = None
+        self,
+        row: int,
+        kept: Sequence[int],
+        states: Sequence[MonitorState] | None = None,
+        pending: Sequence[Window] = (),
     ) -> Config:
-        """Row ``row``'s configuration with the device's tokens (states recomputed when absent)."""
+        """Row ``row``'s configuration with the device's tokens (states recomputed when absent)
+        and the windows still awaiting a verdict."""
         if states is None:
             states = states_along(self.machine.judge, kept)
-        return dataclasses.replace(self.rows[row], kept=tuple(kept), states=tuple(states))
+        return dataclasses.replace(
+            self.rows[row], kept=tuple(kept), states=tuple(states), pending=tuple(pending)
+        )
 
-    def release(self, row: int, kept: Sequence[int], states: Sequence[MonitorState]) -> int:
-        """Advance the row's released prefix (see :meth:`shield.reference.Machine.release`).
+    def release(
+        self,
+        row: int,
+        kept: Sequence[int],
+        states: Sequence[MonitorState],
+        pending: Sequence[Window] = (),
+    ) -> int:
+        """Advance the row's released prefix (see :meth:`shield.reference.Machine.release`); no
+        text from the first window still awaiting its verdict on is released.
 
         Returns:
             The number of kept tokens that can no longer be rolled back.
         """
-        self.rows[row] = self.machine.release(self.configuration(row, kept, states))
+        self.rows[row] = self.machine.release(self.configuration(row, kept, states, pending))
         return self.rows[row].released
+
+    def on_verdict(
+        self, row: int, kept: Sequence[int], states: Sequence[MonitorState], window: Window
+    ) -> Decision:
+        """Deliver the verdict of the row's oldest pending ``window`` (its score is in the judge).
+
+        Raises:
+            ClassifierError: the scorer failed. DecoderError: a disagreement with the reference.
+        """
+        before = self.configuration(row, kept, states, (window,))
+        return self.settle(row, before, self.machine.verdict(before), appended=False)
 
     def settle(
         self, row: int, before: Config, after: Config | Finished, *, appended: bool
@@ -206,6 +239,10 @@ class EventHost:
         config = self.rows[row]
         for token in prefill:  # bounded by the prefill's length
             after = self.machine.read(config, token, forced=True)
+            if isinstance(after, Config) and after.attempt == config.attempt:
+                # The prefill is known before decoding starts: its windows are judged at once,
+                # as the synchronous path does, whatever the verdict delay.
+                after = self.machine.settle(after, everything=True)
             if not isinstance(after, Config) or after.attempt != config.attempt:
                 return config.states, self.settle(row, config, after, appended=False)
             config = after
@@ -270,6 +307,7 @@ def _release_streams(
     carry: ShieldCarry,
     finish_codes: np.ndarray,
     starts: np.ndarray,
+    verdicts: VerdictQueue | None,
 ) -> None:
     """Stream, for every running row, the text that can no longer be rolled back."""
     tokens, cursors, history = jax.device_get((state.tokens, state.cursor, carry.history))
@@ -277,8 +315,73 @@ def _release_streams(
         if finish_codes[b] != RUNNING:
             continue
         kept = [int(t) for t in tokens[b, starts[b] : cursors[b]]]
-        released = host.release(b, kept, _monitor_states(history[b], starts[b], cursors[b]))
+        states = _monitor_states(history[b], starts[b], cursors[b])
+        pending = verdicts.pending(b) if verdicts is not None else ()
+        released = host.release(b, kept, states, pending)
         text_stream.update(host.machine.judge.detokenize(kept[:released]))
+
+
+def _deliver(
+    host: EventHost,
+    verdicts: VerdictQueue,
+    row: int,
+    kept: list[int],
+    states: tuple[MonitorState, ...],
+    *,
+    event: int,
+) -> Decision | None:
+    """Deliver the row's verdicts that are in (all of them when the row waits on ``event``),
+    oldest first.
+
+    Returns:
+        The decision of the first unsafe verdict (a rewind or a stop), or None when every
+        delivered verdict was safe.
+    """
+    for _ in range(len(verdicts.rows[row])):  # bounded: each round delivers one window
+        window = verdicts.next_ready(row, wait=event != EVENT_NONE)
+        if window is None:
+            return None
+        verdicts.delivered(row)
+        decision = host.on_verdict(row, kept, states, window)
+        if decision.kind != "continue":
+            # What the synchronous path never decoded: the tokens after the window, and the
+            # sampled token the row waits with (a violation or EOS, never appended).
+            sampled = 1 if event in (EVENT_VIOLATION, EVENT_EOS) else 0
+            host.speculative[row] += len(kept) - window.end + sampled
+            if decision.kind == "rewind":
+                verdicts.rewound(row, decision.target)
+            return decision
+    return None
+
+
+def _collect_verdicts(
+    host: EventHost,
+    verdicts: VerdictQueue,
+    state: DecodeState,
+    carry: ShieldCarry,
+    starts: np.ndarray,
+    max_bans: int,
+) -> tuple[DecodeState, ShieldCarry]:
+    """After a device run: submit the windows the new tokens closed, deliver the verdicts that
+    are in or overdue (all of a row that waits for an answer to an event), apply the rollbacks."""
+    tokens, cursors, history, finishes, events = jax.device_get(
+        (state.tokens, state.cursor, carry.history, state.finish, carry.event)
+    )
+    decisions = {}
+    for b in range(state.batch_size):
+        if finishes[b] != RUNNING:
+            continue
+        kept = [int(t) for t in tokens[b, starts[b] : cursors[b]]]
+        verdicts.scan(b, kept)
+        if not verdicts.rows[b]:
+            continue
+        states = _monitor_states(history[b], starts[b], cursors[b])
+        decision = _deliver(host, verdicts, b, kept, states, event=int(events[b]))
+        if decision is not None:
+            decisions[b] = decision
+    if not decisions:
+        return state, carry
+    return apply_decisions(state, carry, decisions, starts, max_bans)
 
 
 def _answer(
@@ -288,8 +391,10 @@ def _answer(
     waiting: list[int],
     starts: np.ndarray,
     max_bans: int,
+    verdicts: VerdictQueue | None = None,
 ) -> tuple[DecodeState, ShieldCarry]:
-    """Answer the events of every waiting row, scoring their classifier windows in one batch."""
+    """Answer the events of every waiting row, scoring their classifier windows in one batch
+    (with a verdict queue, every pending verdict of a waiting row was delivered before)."""
     tokens, cursors, history, rejected, events = jax.device_get(
         (state.tokens, state.cursor, carry.history, carry.rejected, carry.event)
     )
@@ -306,6 +411,8 @@ def _answer(
     for b, kept in kept_rows.items():
         states = _monitor_states(history[b], starts[b], cursors[b])
         decisions[b] = host.on_event(b, int(events[b]), kept, int(rejected[b]), states)
+        if verdicts is not None and decisions[b].kind == "rewind":
+            verdicts.rewound(b, decisions[b].target)
     judge.forget()
     return apply_decisions(state, carry, decisions, starts, max_bans)
 
@@ -323,6 +430,7 @@ def run_host_loop(
     chunk: int,
     rounds: int,
     streams: Sequence[TextStream] = (),
+    verdicts: VerdictQueue | None = None,
 ) -> tuple[DecodeState, ShieldCarry]:
     """Alternate device steps and host answers until every row has finished.
 
@@ -335,6 +443,8 @@ def run_host_loop(
         rounds: fuel: the most rounds (device runs or answers); rows still running when it is
             spent finish with ``budget`` (fail closed).
         streams: one text stream per real row (streaming), or none.
+        verdicts: the queue that scores classifier windows off the critical path (the device
+            loop must then not stop at windows), or None for the synchronous path.
 
     Returns:
         The finished state and carry.
@@ -342,21 +452,25 @@ def run_host_loop(
     starts = np.asarray(jax.device_get(state.start))
     slots = state.max_slots
     for _ in range(rounds):
+        if verdicts is not None:
+            state, carry = _collect_verdicts(host, verdicts, state, carry, starts, loop.max_bans)
         finish_codes, events = jax.device_get((state.finish, carry.event))
         if streams:
-            _release_streams(host, streams, state, carry, finish_codes, starts)
+            _release_streams(host, streams, state, carry, finish_codes, starts, verdicts)
         if bool((finish_codes != RUNNING).all()):
             return state, carry
         running = finish_codes == RUNNING
         waiting = [b for b in range(state.batch_size) if running[b] and events[b] != EVENT_NONE]
         if waiting:
-            state, carry = _answer(host, state, carry, waiting, starts, loop.max_bans)
+            state, carry = _answer(host, state, carry, waiting, starts, loop.max_bans, verdicts)
             continue
         cursors = np.asarray(jax.device_get(state.cursor))
         top = int(cursors[running].max())
         # The smallest power-of-two attention window that covers the chunk, as plain decoding picks.
         window = attention_window(top + chunk - 1, slots)
         steps = max(1, min(chunk, window - top + 1))
+        if verdicts is not None:
+            verdicts.tick()
         state, carry, _ = shielded_loop(
             params, config, sampling, loop, tables, state, carry, jnp.int32(steps), window=window
         )

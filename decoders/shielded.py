@@ -26,6 +26,7 @@ from decoders.shield_tables import device_tables
 from decoders.shielded_loop import LoopConfig, ShieldCarry, init_carry
 from decoders.state import FINISH_REASONS, DecodeState
 from decoders.tokenizer import Tokenizer
+from decoders.verdict_queue import VerdictQueue, verdict_delay
 from shield.errors import DecoderError
 from shield.judge import Judge
 from shield.monitor import Shield
@@ -51,6 +52,7 @@ def generate_shielded(
     judge: Judge,
     strategy: str = "backtrack",
     repair_mask: bool = True,
+    classifier_overlap: bool = True,
     **fields: Any,
 ) -> list[GenerationResult]:
     """Shielded decoding (``backtrack``, ``reset`` or ``mask``) of a batch of prompts.
@@ -67,6 +69,11 @@ def generate_shielded(
         judge: the compiled shield bound to this tokenizer's vocabulary.
         strategy: ``backtrack``, ``reset`` or ``mask``.
         repair_mask: while regenerating a failed segment, mask tokens that would violate.
+        classifier_overlap: score classifier windows on a worker thread while the device keeps
+            decoding (the default; a verdict arrives at most ``2 * chunk - 1`` tokens late, an
+            unsafe one rolls back as the synchronous check would have, and no text is streamed
+            or returned before every window in it has its verdict); False: the device stops at
+            every window until the host has scored it. Both return the same texts and events.
         **fields: fields of :class:`~decoders.options.DecodeOptions`.
 
     Returns:
@@ -95,9 +102,15 @@ def generate_shielded(
     batch, slots = state.batch_size, state.max_slots
     forced = tokenizer.encode(options.prefill, add_bos=False) if options.prefill else []
     tables = device_tables(judge, config.vocab_size, config.eos_token_ids)
-    loop = _loop_config(judge, strategy)
+    # Only the rewinding strategies enforce classifier rules; without any, nothing is scored.
+    overlap = classifier_overlap and bool(judge.classifier_rules) and strategy != "mask"
+    delay = verdict_delay(options.chunk) if overlap else 0
+    loop = _loop_config(judge, strategy, overlap=overlap)
     settings = ReferenceSettings(
-        strategy=strategy, max_new_tokens=options.max_new_tokens, repair_mask=repair_mask
+        strategy=strategy,
+        max_new_tokens=options.max_new_tokens,
+        repair_mask=repair_mask,
+        verdict_delay=delay,
     )
     machine = Machine(
         judge,
@@ -112,35 +125,45 @@ def generate_shielded(
         np.asarray(judge.initial(), np.int32), (batch, slots + 1, tables.components)
     ).copy()
     decisions = {}
+    verdicts = VerdictQueue(judge, batch) if overlap else None
     for b in range(prepared.rows):
         states, decision = host.walk_prefill(b, forced)
         history[b, starts[b] : starts[b] + len(states)] = np.asarray(states, np.int32)
+        if verdicts is not None:  # the prefill's windows were judged while it was walked
+            verdicts.scanned[b] = len(states) - 1
         if decision is not None:
             decisions[b] = decision
+            if verdicts is not None and decision.kind == "rewind":
+                verdicts.rewound(b, decision.target)
     limit = jnp.asarray(starts + len(forced) + options.max_new_tokens, jnp.int32)
     carry = init_carry(jnp.asarray(history), limit, loop.max_bans)
     state, carry = apply_decisions(state, carry, decisions, starts, loop.max_bans)
-    # Each round either runs device steps or answers at least one event; every event consumes
-    # budget or ends a row, so this bound is never reached (fail closed if it were).
-    rounds = (
-        options.max_new_tokens + 2 * policy.max_discarded_tokens + len(forced) + 4
-    ) * batch + 8
+    # Each round either runs device steps or answers at least one event or verdict; every event
+    # consumes budget or ends a row, and a late verdict wastes at most `delay` steps, so this
+    # bound is never reached (fail closed if it were).
+    budget = policy.max_discarded_tokens
+    rounds = (options.max_new_tokens + (2 + delay) * budget + len(forced) + 4) * batch + 8
     stream = options.stream
     streams = (
         [TextStream(functools.partial(stream, b)) for b in range(prepared.rows)] if stream else []
     )
-    state, carry = run_host_loop(
-        host, params, config, sampling, loop, tables, state, carry,
-        chunk=options.chunk, rounds=rounds, streams=streams,
-    )  # fmt: skip
+    try:
+        state, carry = run_host_loop(
+            host, params, config, sampling, loop, tables, state, carry,
+            chunk=options.chunk, rounds=rounds, streams=streams, verdicts=verdicts,
+        )  # fmt: skip
+    finally:
+        if verdicts is not None:
+            verdicts.close()
     results = _collect(host, prepared.rows, state, carry, strategy, time.perf_counter() - began)
     for text_stream, result in zip(streams, results, strict=False):
         text_stream.close(result.text)
     return results
 
 
-def _loop_config(judge: Judge, strategy: str) -> LoopConfig:
-    """The static device-loop configuration for ``judge``'s classifier rules.
+def _loop_config(judge: Judge, strategy: str, *, overlap: bool = False) -> LoopConfig:
+    """The static device-loop configuration for ``judge``'s classifier rules (with ``overlap``
+    the device never stops at a window: the host finds them in the new tokens).
 
     Raises:
         DecoderError: window-scope classifier rules disagree on the window size.
@@ -156,8 +179,8 @@ def _loop_config(judge: Judge, strategy: str) -> LoopConfig:
         )
     return LoopConfig(
         strategy=strategy,
-        sentence_windows=any(rule.scope == "sentence" for rule in rules),
-        window_tokens=next(iter(window_sizes), 0),
+        sentence_windows=not overlap and any(rule.scope == "sentence" for rule in rules),
+        window_tokens=0 if overlap else next(iter(window_sizes), 0),
         max_bans=judge.policy.max_retries,
     )
 
@@ -190,7 +213,7 @@ def _collect(
         if strategy == "mask":
             events.extend(judge.report(ids))
         stats = GenerationStats.count(
-            generated=int(steps[b]),
+            generated=int(steps[b]) - host.speculative[b],
             forced=row.forced,
             kept=len(ids),
             ended_by_eos=reason == "eos",  # shielded rows end with "eos" only on the EOS token
@@ -198,6 +221,7 @@ def _collect(
             rollbacks=row.trace.rollbacks,
             max_rollback=row.trace.max_rollback,
             wall_seconds=wall,
+            speculative=host.speculative[b],
         )
         results.append(
             GenerationResult(

@@ -233,8 +233,17 @@ class Judge:
             for text, value in zip(texts, score(rule.scorer, texts), strict=True):
                 self._scores[(rule.id, text)] = value
 
+    def remember(self, window: Window, value: float) -> None:
+        """Store a score computed elsewhere (a worker thread) for the next :meth:`unsafe` calls.
+
+        Args:
+            window: the window that was scored.
+            value: its score, already checked by :func:`shield.classifiers.score`.
+        """
+        self._scores[(window.rule.id, window.text)] = value
+
     def forget(self) -> None:
-        """Drop the scores stored by :meth:`prefetch`."""
+        """Drop the scores stored by :meth:`prefetch` and :meth:`remember`."""
         self._scores.clear()
 
     def unsafe(self, windows: Sequence[Window]) -> Window | None:

@@ -20,6 +20,16 @@ Semantics, per response position ``p`` (see ``proofs/`` for the theorems):
   :func:`~shield.controller.plan_rewind`; on exhaustion the row stops at its last accepted state
   (``budget``) or returns the refusal (``refused``);
 - ``none``/``mask``: nothing is rewound; violations of the final text are reported as events.
+
+Delayed classifier verdicts (``ReferenceSettings.verdict_delay = d > 0``): a classifier window
+closed by a token is not judged at once but joins ``Config.pending``; decoding goes on, and the
+window's verdict is delivered in order (:meth:`Machine.verdict`) at most ``d`` tokens later, and
+always before an event is answered (EOS, an automaton violation, the length limit, a stuck row).
+An unsafe verdict rolls back exactly as the synchronous check would have at the window's end
+(:meth:`Machine.late_failure`): same failure, same plan, same bans and attempt, so the same final
+text and events; the tokens decoded meanwhile are discarded too (one rewind moves the cursor back
+at most ``R + d`` tokens). Text is released, and returned, only once every window in it has its
+verdict.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ import numpy as np
 
 from shield.checkpoints import is_checkpoint
 from shield.controller import Exhausted, Failure, RowTrace, plan_rewind
-from shield.judge import Judge, token_index
+from shield.judge import Judge, Window, token_index
 from shield.lifting import MonitorState
 from shield.result import (
     REWINDING_STRATEGIES,
@@ -72,6 +82,8 @@ class ReferenceSettings:
         seed: the row's seed; draws are keyed by ``(seed, position, attempt)``.
         repair_mask: while regenerating a failed segment, remove tokens that would make an
             automaton rule fire (``backtrack`` only).
+        verdict_delay: d, the most tokens decoded after a classifier window closes before its
+            verdict is delivered (0: judged when it closes, synchronously).
     """
 
     strategy: str = "backtrack"
@@ -79,6 +91,7 @@ class ReferenceSettings:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     seed: int = 0
     repair_mask: bool = True
+    verdict_delay: int = 0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -87,6 +100,8 @@ class ReferenceSettings:
             )
         if self.max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0; got {self.max_new_tokens}")
+        if self.verdict_delay < 0:
+            raise ValueError(f"verdict_delay must be >= 0; got {self.verdict_delay}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +117,8 @@ class Config:
         steps: tokens sampled so far (model steps). forced: prefill tokens read so far.
         events: rollbacks and exhaustion, in order.
         released: ``kept[:released]`` has been streamed; no rewind or stop may cut into it.
+        pending: closed classifier windows of ``kept`` awaiting their verdict, in the order they
+            closed (only with ``verdict_delay > 0``).
     """
 
     kept: tuple[int, ...] = ()
@@ -113,6 +130,7 @@ class Config:
     forced: int = 0
     events: tuple[Event, ...] = ()
     released: int = 0
+    pending: tuple[Window, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,9 +180,13 @@ class Machine:
         self.never = judge.never(self.eos_ids)
         # Each transition is a model step, a forced token or a rewind, and every rewind discards
         # at least one token: this bounds the transitions of any run (termination, proofs/).
-        self.fuel = (
-            settings.max_new_tokens + 2 * self.policy.max_discarded_tokens + len(self.prefill) + 2
-        )
+        # Delayed verdicts add at most d wasted tokens per rewind and one delivery per window.
+        delay = settings.verdict_delay
+        budget = self.policy.max_discarded_tokens
+        tokens = len(self.prefill) + settings.max_new_tokens + (delay + 1) * budget
+        windows = len(judge.classifier_rules) * tokens if delay else 0
+        self.fuel = settings.max_new_tokens + 2 * budget + len(self.prefill) + 2
+        self.fuel += delay * budget + windows
 
     def initial(self) -> Config:
         """The configuration before the first token."""
@@ -190,13 +212,27 @@ class Machine:
     # -- transitions ------------------------------------------------------------------------------
 
     def read(self, config: Config, token: int, *, forced: bool) -> Config | Finished:
-        """The decoder produced ``token`` (sampled, or forced from the prefill)."""
+        """The decoder produced ``token`` (sampled, or forced from the prefill).
+
+        With delayed verdicts, the verdicts that are due (``d`` tokens old) are delivered first,
+        and every pending one before the token raises an event; an unsafe one rolls back and the
+        token is discarded unread.
+        """
         config = (
             replace(config, forced=config.forced + 1)
             if forced
             else replace(config, steps=config.steps + 1)
         )
+        settled = self.settle(config, everything=False)
+        if settled is not config:
+            if not isinstance(settled, Config) or settled.attempt != config.attempt:
+                return settled
+            config = settled
         if token in self.eos_ids:
+            settled = self.settle(config, everything=True)
+            if not isinstance(settled, Config) or settled.attempt != config.attempt:
+                return settled
+            config = settled
             failure = (
                 self.judge.end_failure(config.kept, config.states[-1], (token,))
                 if self.shielded
@@ -205,15 +241,28 @@ class Machine:
             return self.finish(config, "eos") if failure is None else self.fail(config, failure)
         state, violation = self.judge.feed(config.states[-1], token, config.kept)
         if self.shielded and violation is not None:
+            settled = self.settle(config, everything=True)
+            if not isinstance(settled, Config) or settled.attempt != config.attempt:
+                return settled
+            config = settled
             tokens = (*config.kept, token)
             start = token_index(self.judge.token_bytes, tokens, violation.start)
             return self.fail(config, Failure(tokens=tokens, start=start, rule=violation.rule))
         config = replace(config, kept=(*config.kept, token), states=(*config.states, state))
-        window_failure = self.judge.closed_window_failure(config.kept) if self.shielded else None
+        if not self.shielded:
+            return config
+        if self.settings.verdict_delay:
+            closed = tuple(self.judge.closed_windows(config.kept))
+            return replace(config, pending=config.pending + closed) if closed else config
+        window_failure = self.judge.closed_window_failure(config.kept)
         return config if window_failure is None else self.fail(config, window_failure)
 
     def end(self, config: Config) -> Config | Finished:
-        """The response is full: check that the text may end here."""
+        """The response is full: check that the text may end here (every verdict first)."""
+        settled = self.settle(config, everything=True)
+        if not isinstance(settled, Config) or settled.attempt != config.attempt:
+            return settled
+        config = settled
         failure = (
             self.judge.end_failure(config.kept, config.states[-1], ()) if self.shielded else None
         )
@@ -221,12 +270,65 @@ class Machine:
 
     def stuck(self, config: Config) -> Config | Finished:
         """Every token is banned at this position: a failure of the prefix, or exhaustion."""
+        settled = self.settle(config, everything=True)
+        if not isinstance(settled, Config) or settled.attempt != config.attempt:
+            return settled
+        config = settled
         if not config.kept:
             return self.exhausted(
                 config, Failure(tokens=(self.eos_ids[0],), start=0, rule="no-allowed-token")
             )
         kept = config.kept
         return self.fail(config, Failure(tokens=kept, start=len(kept) - 1, rule="no-allowed-token"))
+
+    # -- delayed classifier verdicts --------------------------------------------------------------
+
+    def due(self, config: Config) -> bool:
+        """Whether the oldest pending verdict must be delivered before another token is read."""
+        return bool(config.pending) and (
+            len(config.kept) - config.pending[0].end >= self.settings.verdict_delay
+        )
+
+    def verdict(self, config: Config) -> Config | Finished:
+        """Deliver the oldest pending verdict: drop the window when safe, else roll back for it.
+
+        Raises:
+            ValueError: nothing is pending.
+            ClassifierError: the window's scorer failed (fail closed).
+        """
+        if not config.pending:
+            raise ValueError("verdict: no classifier window is pending")
+        window = config.pending[0]
+        if self.judge.unsafe([window]) is None:
+            return replace(config, pending=config.pending[1:])
+        return self.late_failure(config, window)
+
+    def late_failure(self, config: Config, window: Window) -> Config | Finished:
+        """Roll back for an unsafe ``window`` of ``config.kept`` as if it had been judged when it
+        closed: the failure and the plan are those of the synchronous check at ``window.end``,
+        and the tokens decoded since are discarded with it."""
+        end = window.end
+        tokens = config.kept[:end]
+        at_close = replace(config, kept=tokens, states=config.states[: end + 1], pending=())
+        failure = Failure(tokens=tokens, start=min(window.start, end - 1), rule=window.rule.id)
+        return self.fail(at_close, failure)
+
+    def settle(self, config: Config, *, everything: bool) -> Config | Finished:
+        """Deliver the due verdicts (every pending one when ``everything``), oldest first,
+        stopping at the first one that rolls back or ends the row.
+
+        Returns:
+            ``config`` itself when nothing was pending or due, else the configuration after
+            the deliveries (rewound when a verdict was unsafe) or the finished row.
+        """
+        current: Config | Finished = config
+        for _ in range(len(config.pending)):  # bounded: each delivery removes a window
+            if not isinstance(current, Config) or current.attempt != config.attempt:
+                break
+            if not current.pending or not (everything or self.due(current)):
+                break
+            current = self.verdict(current)
+        return current
 
     def fail(self, config: Config, failure: Failure) -> Config | Finished:
         """Plan and apply a rewind for ``failure``, or stop when the budget is spent."""
@@ -251,6 +353,7 @@ class Machine:
             config,
             kept=config.kept[: plan.target],
             states=config.states[: plan.target + 1],
+            pending=tuple(w for w in config.pending if w.end <= plan.target),
             trace=plan.trace,
             attempt=config.attempt + 1,
             repair_until=max(config.repair_until, end) if repairing else config.repair_until,
@@ -286,9 +389,10 @@ class Machine:
         may end the text there: ``t`` is a checkpoint, a boundary of every classifier window, and
         the text passes the END check there. A refusal replaces the whole response, so with
         ``on_exhausted = "refuse"`` nothing is released before the end. Strategies that never
-        rewind release everything at once.
+        rewind release everything at once. With delayed verdicts, only the text before the first
+        pending window counts: a late verdict rewinds as if the text ended with that window.
         """
-        kept = config.kept
+        kept = config.kept[: min((w.start for w in config.pending), default=len(config.kept))]
         if not self.shielded:
             return replace(config, released=len(kept))
         if self.policy.on_exhausted == "refuse":

@@ -7,7 +7,7 @@ Both decoders (the JAX decoder in ``decoders`` and the pure-Python reference in
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from shield.errors import DecoderError
@@ -92,6 +92,11 @@ class GenerationStats:
         rollbacks: number of rewinds.
         max_rollback_tokens: the most tokens one rewind discarded.
         wall_seconds: wall time of the whole call this row was part of.
+        speculative_tokens: model steps taken past a classifier window whose verdict was still
+            being computed off the critical path, and thrown away when it came back unsafe
+            (``decoders.verdict_queue``). They are not in ``generated_tokens``, which counts the
+            steps of the synchronous path, the same in both; how many there are depends on
+            timing, so they take no part in comparing two stats.
     """
 
     generated_tokens: int
@@ -101,6 +106,7 @@ class GenerationStats:
     rollbacks: int
     max_rollback_tokens: int
     wall_seconds: float
+    speculative_tokens: int = field(default=0, compare=False)
 
     @classmethod
     def count(
@@ -114,6 +120,7 @@ class GenerationStats:
         rollbacks: int,
         max_rollback: int,
         wall_seconds: float,
+        speculative: int = 0,
     ) -> GenerationStats:
         """The counters of a finished row from what its decoder counted (the identity above).
 
@@ -123,6 +130,8 @@ class GenerationStats:
             refused: the response is the refusal text (none of the produced tokens is kept).
             rollbacks: rewinds. max_rollback: the most tokens one rewind discarded.
             wall_seconds: the call's wall time.
+            speculative: model steps thrown away by late classifier verdicts (not in
+                ``generated``).
 
         Returns:
             The stats.
@@ -145,6 +154,7 @@ class GenerationStats:
             rollbacks=rollbacks,
             max_rollback_tokens=max_rollback,
             wall_seconds=wall_seconds,
+            speculative_tokens=speculative,
         )
 
 
