@@ -15,15 +15,14 @@ rows are their own parents (one tensor comparison); otherwise each row finds the
 with the same prefix (one ``[B, B, n]`` comparison). Only generated tokens are judged: the prompt
 (left padding included) is context, as in ``decoders.generate``.
 
-Masks are cached per shield state (at most :data:`MASK_CACHE_STATES`), as boolean tensors on the
-scores' device.
+Masks are cached per shield state (at most :data:`MASK_CACHE_STATES`), as 0/-inf rows in the
+scores' dtype and device, added to the scores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -73,7 +72,7 @@ class ShieldLogitsProcessor(LogitsProcessor):
         if not self.eos_ids:
             raise DecoderError("ShieldLogitsProcessor: expected at least one eos_token_id.")
         self._never = judge.never(self.eos_ids)
-        self._masks: dict[tuple[MonitorState, str, int], torch.Tensor] = {}
+        self._masks: dict[tuple[MonitorState, str, int], torch.Tensor] = {}  # biases by state
         self.reset()
 
     def reset(self) -> None:
@@ -97,8 +96,9 @@ class ShieldLogitsProcessor(LogitsProcessor):
             self._continues(batch, width) and self._advance(input_ids[:, self._prompt_width :])
         ):
             self._start(batch, width)
-        masks = [self._mask(row, scores) for row in self._rows]
-        return scores.masked_fill(torch.stack(masks), float("-inf"))  # type: ignore[return-value]
+        # Adding a cached 0/-inf row is several times faster than masked_fill on the CPU.
+        biases = [self._bias(row, scores) for row in self._rows]
+        return scores + torch.stack(biases)  # type: ignore[return-value]
 
     def _continues(self, batch: int, width: int) -> bool:
         previous = self._previous
@@ -142,19 +142,22 @@ class ShieldLogitsProcessor(LogitsProcessor):
         self._previous = responses.clone()
         return True
 
-    def _mask(self, row: _Row, scores: torch.Tensor) -> torch.Tensor:
-        """bool ``[V]``: True where the row may not go (nothing for an ended row)."""
+    def _bias(self, row: _Row, scores: torch.Tensor) -> torch.Tensor:
+        """``[V]`` in the scores' dtype: -inf where the row may not go, else 0 (all 0 once ended)."""
         size = scores.shape[-1]
-        key = (row.state if not row.ended else (), str(scores.device), size)
-        mask = self._masks.get(key)
-        if mask is None:
-            mask = self._build(row, scores.device, size)
+        key = (row.state if not row.ended else (), f"{scores.device}/{scores.dtype}", size)
+        bias = self._masks.get(key)
+        if bias is None:
+            blocked = torch.from_numpy(self._blocked(row, size)).to(scores.device)
+            zero = torch.zeros((), dtype=scores.dtype, device=scores.device)
+            bias = torch.where(blocked, float("-inf"), zero)
             if len(self._masks) >= MASK_CACHE_STATES:
                 self._masks.clear()
-            self._masks[key] = mask
-        return mask
+            self._masks[key] = bias
+        return bias
 
-    def _build(self, row: _Row, device: Any, size: int) -> torch.Tensor:
+    def _blocked(self, row: _Row, size: int) -> np.ndarray:
+        """bool ``[V]``: True where the row may not go (nothing for an ended row)."""
         vocab = len(self.judge.token_bytes)
         if size < vocab:
             raise DecoderError(
@@ -162,14 +165,14 @@ class ShieldLogitsProcessor(LogitsProcessor):
                 f"{vocab} tokens; bind the judge to this model's tokenizer."
             )
         if row.ended:
-            return torch.zeros(size, dtype=torch.bool, device=device)
+            return np.zeros(size, dtype=bool)
         violating = ~self.judge.allowed(row.state, self.eos_ids)
         blocked = self._never | violating
         if blocked.all():  # a dead end: mask cannot repair it; the machine's fallback
             blocked = self._never
         full = np.ones(size, dtype=bool)  # ids past the tokenizer's vocabulary: never
         full[:vocab] = blocked
-        return torch.from_numpy(full).to(device)
+        return full
 
 
 def _parents(prefixes: torch.Tensor, previous: torch.Tensor) -> list[int] | None:
