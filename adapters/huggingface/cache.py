@@ -106,6 +106,12 @@ class CachedPrefix:
         if rewinds:
             require_croppable(self.cache, capacity)
         self._argument = _cache_argument(model)
+        # Only the last position's logits are needed (saves the head's product over a prefill).
+        self._extra = (
+            {"logits_to_keep": 1}
+            if "logits_to_keep" in inspect.signature(model.forward).parameters
+            else {}
+        )
         self._device = next(model.parameters()).device
         self.tokens: list[int] = []
         self.logits: np.ndarray | None = None
@@ -144,7 +150,7 @@ class CachedPrefix:
     def _feed(self, tokens: Sequence[int]) -> None:
         ids = torch.tensor([list(tokens)], dtype=torch.long, device=self._device)
         out = self.model(
-            input_ids=ids, use_cache=True, logits_to_keep=1, **{self._argument: self.cache}
+            input_ids=ids, use_cache=True, **{self._argument: self.cache}, **self._extra
         )
         logits = out.logits[0, -1].to(dtype=torch.float32, device="cpu").numpy()
         if logits.shape[0] < self.vocab_size:
