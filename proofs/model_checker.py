@@ -36,6 +36,15 @@ Every check below holds on every node or every edge of that graph, so on every p
   that never makes the shield reject is a path of the strategy with the same tokens, the same
   finish reason and no rewind.
 
+Delayed classifier verdicts (``Instance.verdict_delay = d > 0``, the overlapped classifier path of
+the JAX decoder): a closed window's verdict may be delivered at any time from when it closes until
+``d`` tokens later, and before any event; the exploration adds an edge for every early delivery
+(kind ``verdict``), so every delivery schedule within the bound is a path. The checks above then
+hold with: the measure extended by the pending windows, ``(B - D, L - |K|, |pending|)``; at most
+``|P| + N + (d + 1) B`` tokens produced; a rewind removes at most ``R + d`` kept tokens (its planned
+rollback, from the window's end, is still at most ``R``); kept text may hold an unsafe window only
+while that window is pending, and no finished generation has a pending window.
+
 Each exploration also counts what it reached (:class:`Coverage`: rewinds, positions retried twice,
 stuck rows, exhaustion, refusals, rollbacks into the prefill, classifier failures, END-confirmed
 failures, violations that plain decoding lets through, clean plain paths), so that a test can
@@ -110,6 +119,8 @@ class Instance:
         vocabulary: token byte strings; id 0 must be EOS (``b""``).
         expect: the :data:`SCENARIOS` this instance was built to reach; a test asserts each is
             reached before it trusts the absence of problems.
+        verdict_delay: d, the most tokens a classifier verdict may arrive after its window
+            closed (0: synchronous).
     """
 
     name: str
@@ -120,6 +131,7 @@ class Instance:
     prefill: tuple[int, ...] = ()
     vocabulary: tuple[bytes, ...] = VOCABULARY
     expect: frozenset[str] = frozenset()
+    verdict_delay: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,6 +152,8 @@ class Coverage:
         plain_violations: finished generations of ``none``/``mask`` that report a violation.
         clean_paths: plain (``none``) paths that never make the shield reject, checked for
             transparency.
+        late_rollbacks: rewinds for a classifier verdict delivered after the row had read
+            tokens past the window (delayed verdicts).
     """
 
     rewinds: int = 0
@@ -152,6 +166,7 @@ class Coverage:
     end_confirmed: int = 0
     plain_violations: int = 0
     clean_paths: int = 0
+    late_rollbacks: int = 0
 
     def __add__(self, other: Coverage) -> Coverage:
         """Field-wise sum (to aggregate instances)."""
@@ -200,7 +215,9 @@ def _machine(instance: Instance, strategy: str | None = None) -> tuple[Machine, 
     vocabulary = instance.vocabulary
     judge = Judge(compiled, compiled.lift(vocabulary))
     settings = ReferenceSettings(
-        strategy=strategy or instance.strategy, max_new_tokens=instance.max_new_tokens
+        strategy=strategy or instance.strategy,
+        max_new_tokens=instance.max_new_tokens,
+        verdict_delay=instance.verdict_delay,
     )
 
     def encode(text: str) -> tuple[int, ...]:
@@ -217,10 +234,19 @@ def _successors(
 
     Returns:
         ``(kind, continuation, successor)`` triples; ``kind`` is ``forced``, ``sampled`` (a
-        token read), ``end`` (the length limit) or ``stuck`` (every token banned);
+        token read), ``end`` (the length limit), ``stuck`` (every token banned) or ``verdict``
+        (the oldest pending classifier verdict delivered before it is due);
         ``continuation`` is the kept tokens plus the token read — the failed continuation when
         the transition is a rewind.
     """
+    early = [("verdict", config.kept, machine.verdict(config))] if config.pending else []
+    return early + _actions(machine, config)
+
+
+def _actions(
+    machine: Machine, config: Config
+) -> list[tuple[str, tuple[int, ...], Config | Finished]]:
+    """The successors by the machine's next action (see :func:`_successors`)."""
     action = machine.action(config)
     if action == "end":
         return [("end", config.kept, machine.end(config))]
@@ -346,6 +372,7 @@ def _state_key(node: Config | Finished) -> tuple[object, ...]:
         node.attempt > 0,
         node.repair_until,
         node.released,
+        node.pending,
     )
 
 
@@ -384,7 +411,9 @@ def _check_termination(
     values: list[Config | Finished] = graph.graph["values"]
     budget = instance.policy.max_discarded_tokens
     limit = len(instance.prefill) + instance.max_new_tokens
-    token_bound = limit + budget
+    # A late verdict also discards the (at most d) tokens read after its window.
+    wasted = instance.verdict_delay * budget
+    token_bound = limit + budget + wasted
     overlong = graph.graph["overlong"]
     if overlong is not None:
         problems.add(
@@ -403,8 +432,9 @@ def _check_termination(
         problems.add("termination", "the decoder's states have a cycle (a run that never ends)")
     discarded = [_observed(_config(value).events)[1] for value in values]
 
-    def measure(node: int) -> tuple[int, int]:
-        return budget - discarded[node], limit - len(_config(values[node]).kept)
+    def measure(node: int) -> tuple[int, int, int]:
+        config = _config(values[node])
+        return budget - discarded[node], limit - len(config.kept), len(config.pending)
 
     for node, value in enumerate(values):
         if graph.out_degree(node) == 0 and not isinstance(value, Finished):
@@ -420,10 +450,10 @@ def _check_termination(
         )
         if produced > token_bound:
             problems.add("termination", f"{produced} tokens produced > {token_bound}")
-        if not into_prefill and config.steps > instance.max_new_tokens + budget:
+        if not into_prefill and config.steps > instance.max_new_tokens + budget + wasted:
             problems.add(
                 "termination",
-                f"{config.steps} model steps > N + B = {token_bound - len(instance.prefill)}",
+                f"{config.steps} model steps > N + (d + 1) B = {token_bound - len(instance.prefill)}",
             )
         if isinstance(value, Finished) and value.reason not in (
             "eos",
@@ -462,7 +492,10 @@ def _check_rewinds(instance: Instance, graph: nx.DiGraph, problems: _Problems) -
         if event is None or event.kind != "rollback":
             problems.add("bounded rollback", f"a rewind without a rollback event at {before.kept}")
             continue
-        if (event.from_token, event.to_token) != (len(continuation), target):
+        late = event.from_token != len(continuation)
+        if event.to_token != target or (
+            late and not (instance.verdict_delay and event.from_token <= len(before.kept))
+        ):
             problems.add(
                 "bounded rollback", f"{event} does not describe {continuation} -> {after.kept}"
             )
@@ -473,10 +506,17 @@ def _check_rewinds(instance: Instance, graph: nx.DiGraph, problems: _Problems) -
         if instance.strategy == "reset" and target != 0:
             problems.add("bounded rollback", f"reset rewound to {target}, not 0")
         if instance.strategy == "backtrack" and (
-            target < 0 or len(continuation) - target > policy.max_rollback_tokens
+            target < 0 or event.from_token - target > policy.max_rollback_tokens
         ):
             problems.add(
                 "bounded rollback", f"{continuation} rewound to {target}: more than R tokens"
+            )
+        if len(before.kept) - target > policy.max_rollback_tokens + instance.verdict_delay and (
+            instance.strategy == "backtrack"
+        ):
+            problems.add(
+                "bounded rollback",
+                f"{before.kept} rewound to {target}: more than R + d kept tokens removed",
             )
     if instance.strategy != "backtrack":
         return
@@ -545,16 +585,24 @@ def _check_soundness(
             refed.append(state)
         if tuple(refed) != value.states:
             problems.add("soundness", f"stored monitor states of {value.kept} are not re-read ones")
+        awaiting = {(w.rule.id, w.start, w.end) for w in value.pending}
         for end in range(1, len(value.kept) + 1):
-            window = judge.unsafe(judge.closed_windows(value.kept[:end]))
+            closed = judge.closed_windows(value.kept[:end])
+            window = judge.unsafe(
+                [w for w in closed if (w.rule.id, w.start, w.end) not in awaiting]
+            )
             if window is not None:
                 problems.add(
                     "soundness", f"kept {value.kept} holds the unsafe window {window.text!r}"
                 )
+        if value.pending and value.released > min(w.start for w in value.pending):
+            problems.add("soundness", f"released text of {value.kept} awaits a verdict")
     for before, after, _ in _edges(graph):
         if not isinstance(after, Finished):
             continue
         events = after.config.events
+        if after.config.pending:
+            problems.add("soundness", f"{after.text!r} finished with a verdict pending")
         if after.reason == "refused":
             if after.text != policy.refusal or compiled.scan(after.text):
                 problems.add(
@@ -688,10 +736,11 @@ def _coverage(instance: Instance, graph: nx.DiGraph, clean_paths: int) -> Covera
             counts["plain_violations"] += violated and instance.strategy in ("none", "mask")
     for before, after, data in _edges(graph):
         counts["stuck"] += data["kind"] == "stuck"
+        event = _new_event(before, after)
         if isinstance(after, Config) and _is_rewind(before, after):
             counts["rewinds"] += 1
             counts["prefill_rollbacks"] += len(after.kept) < len(instance.prefill)
-        event = _new_event(before, after)
+            counts["late_rollbacks"] += event is not None and event.from_token < len(before.kept)
         if event is None:
             continue
         counts["classifier_failures"] += event.rule in classifier_ids
@@ -847,6 +896,19 @@ def _scenarios() -> list[Instance]:
             max_new_tokens=3,
             expect=frozenset({"rewinds", "retried_twice", "classifier_failures", "refused"}),
         ),
+        # The same classifier rule over sentences, its verdicts up to two tokens late: rows read
+        # past an unsafe window before its verdict and roll back to before it.
+        Instance(
+            name="late-verdicts",
+            rules=(ClassifierRule(id="no-b-sentence", scorer=CONTAINS_B, threshold=0.5),),
+            policy=BacktrackPolicy(
+                checkpoint="token", max_rollback_tokens=2, max_retries=2, max_discarded_tokens=3
+            ),
+            vocabulary=(b"", b"a", b"b", b"."),
+            max_new_tokens=4,
+            verdict_delay=2,
+            expect=frozenset({"rewinds", "classifier_failures", "late_rollbacks", "budget"}),
+        ),
     ]
 
 
@@ -863,7 +925,7 @@ POSSIBLE: dict[str, frozenset[str]] = {
 #: Scenarios where ``mask`` lets a violation through (its documented limits): a whole word that
 #: the length limit's END confirms ("a" at the end), and classifier rules, which it only reports.
 #: In the others it blocks every violating token, EOS included where END would violate.
-MASK_LEAKS = frozenset({"stuck", "retries", "classifier"})
+MASK_LEAKS = frozenset({"stuck", "retries", "classifier", "late-verdicts"})
 
 
 def default_instances() -> list[Instance]:
@@ -891,6 +953,7 @@ def default_instances() -> list[Instance]:
                     prefill=scenario.prefill,
                     vocabulary=scenario.vocabulary,
                     expect=frozenset(expect),
+                    verdict_delay=scenario.verdict_delay,
                 )
             )
     return instances

@@ -146,10 +146,11 @@ def test_random_small_instances_have_no_counterexample() -> None:
     # Derandomized, so the examples (and these totals) are the same on every run; at least 150
     # of them, the fewest that reach a whole word confirmed by END. A stuck row
     # needs a position with every token banned, more retries than these policies allow: the
-    # "stuck" instance covers it.
+    # "stuck" instance covers it. Verdicts are synchronous here; the delayed ones have their own
+    # random test below.
     rewinding = totals["backtrack"] + totals["reset"]
     for scenario in SCENARIOS:
-        if scenario not in ("stuck", "plain_violations"):
+        if scenario not in ("stuck", "plain_violations", "late_rollbacks"):
             assert getattr(rewinding, scenario) > 0, f"no random instance reached {scenario}"
     assert totals["backtrack"].retried_twice > 0
     assert (totals["none"] + totals["mask"]).plain_violations > 0
@@ -301,3 +302,98 @@ def test_transparency_catches_a_backtrack_that_masks_before_any_rewind(
     report = check(INSTANCES["prefill-backtrack"])
     assert report.coverage.clean_paths > 0
     assert any("blocked a token" in problem for problem in report.problems)
+
+
+def test_random_delayed_verdicts_have_no_counterexample() -> None:
+    """Random small specs with a classifier rule, verdicts 1 or 2 tokens late: every delivery
+    schedule is explored, and the examples together read past an unsafe window and roll back."""
+    totals = Coverage()
+
+    @settings(derandomize=True, max_examples=max(40, settings().max_examples // 2))
+    @given(
+        rules=st.lists(
+            st.sampled_from(RULE_POOL), min_size=1, max_size=2, unique_by=lambda r: r.id
+        ).filter(lambda rules: any(isinstance(r, ClassifierRule) for r in rules)),
+        policy=st.builds(
+            BacktrackPolicy,
+            checkpoint=st.sampled_from(["token", "word"]),
+            max_rollback_tokens=st.integers(1, 3),
+            max_retries=st.integers(1, 2),
+            max_discarded_tokens=st.integers(1, 4),
+            on_exhausted=st.sampled_from(["stop", "refuse"]),
+            refusal=st.just("a"),
+        ),
+        strategy=st.sampled_from(["backtrack", "reset"]),
+        max_new=st.integers(1, 3),
+        delay=st.integers(1, 2),
+    )
+    def explore_one(
+        rules: list[Any], policy: BacktrackPolicy, strategy: str, max_new: int, delay: int
+    ) -> None:
+        nonlocal totals
+        instance = Instance(
+            name="random-delayed",
+            rules=tuple(rules),
+            policy=policy,
+            strategy=strategy,
+            max_new_tokens=max_new,
+            verdict_delay=delay,
+        )
+        report = check(instance)
+        totals = totals + report.coverage
+        assert report.finished > 0
+        assert report.problems == ()
+
+    explore_one()
+    assert totals.late_rollbacks > 0 and totals.classifier_failures > 0
+
+
+def test_delayed_verdicts_are_checked_on_every_delivery_schedule() -> None:
+    """The late-verdict instance reads past unsafe windows before their verdicts and rolls back
+    for them; every schedule within the delay is a path, and every theorem holds on it."""
+    report = _report("late-verdicts-backtrack")
+    assert report.coverage.late_rollbacks > 0 and report.coverage.classifier_failures > 0
+    assert report.problems == ()
+    instance = INSTANCES["late-verdicts-backtrack"]
+    bound = len(instance.prefill) + instance.max_new_tokens
+    bound += (instance.verdict_delay + 1) * instance.policy.max_discarded_tokens
+    assert 0 < report.most_tokens <= bound
+
+
+def test_soundness_catches_a_verdict_never_delivered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decoder that finishes without waiting for the pending verdicts."""
+    monkeypatch.setattr(Machine, "settle", lambda self, config, everything: config)
+    report = check(INSTANCES["late-verdicts-backtrack"])
+    assert report.coverage.classifier_failures > 0  # early deliveries still roll back
+    assert "soundness" in _kinds(report)
+
+
+def test_soundness_catches_an_unsafe_verdict_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decoder that drops an unsafe verdict instead of rolling back."""
+
+    def drop(self: Machine, config: Any) -> Any:
+        return replace(config, pending=config.pending[1:])
+
+    monkeypatch.setattr(Machine, "verdict", drop)
+    report = check(INSTANCES["late-verdicts-backtrack"])
+    assert report.finished > 0
+    assert "soundness" in _kinds(report)
+
+
+def test_checker_catches_a_late_rewind_planned_from_the_cursor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A late verdict planned as a failure of the whole kept text (not of the text up to the
+    window's end): with R counted from the cursor, the rewind may stop inside the unsafe window
+    and keep part of it."""
+
+    def from_cursor(self: Machine, config: Any, window: Any) -> Any:
+        failure = controller.Failure(
+            tokens=config.kept, start=min(window.start, len(config.kept) - 1), rule=window.rule.id
+        )
+        return self.fail(replace(config, pending=()), failure)
+
+    monkeypatch.setattr(Machine, "late_failure", from_cursor)
+    report = check(INSTANCES["late-verdicts-backtrack"])
+    assert report.coverage.rewinds > 0
+    assert "soundness" in _kinds(report)
