@@ -151,24 +151,27 @@ def main() -> None:
     parser.add_argument("--peak-gbps", type=float, default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    rows = [
-        measure(args.size, args.dtype, weights, int(batch), args)
+    configurations = [
+        (weights, int(batch))
         for weights in args.weights.split(",")
         for batch in args.batches.split(",")
     ]
-    if args.json:
-        for row in rows:
-            print(json.dumps(row))
-        return
-    print(f"device: {rows[0]['device']}; model {args.size} ({args.dtype}), context {args.context}")
-    print("| weights | batch | tokens/s | step ms | weights MB | KV MB/step | GB/s | roofline |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
+    if not args.json:
+        print(f"model {args.size} ({args.dtype}), context {args.context}, {args.steps} steps")
+        print("| device | weights | batch | tokens/s | step ms | weights MB | KV MB/step | GB/s "
+              "| roofline |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|")
+    for weights, batch in configurations:  # printed as measured: a slow device shows progress
+        r = measure(args.size, args.dtype, weights, batch, args)
+        if args.json:
+            print(json.dumps(r), flush=True)
+            continue
         roofline = "n/a (pass --peak-gbps)" if r["roofline"] is None else f"{r['roofline']:.0%}"
         print(
-            f"| {r['weights']} | {r['batch']} | {r['tokens_per_s']:.1f} | {r['step_ms']:.2f} | "
-            f"{r['weight_mb']:.0f} | {r['kv_mb_per_step']:.1f} | {r['achieved_gbps']:.1f} | "
-            f"{roofline} |"
+            f"| {r['device']} | {r['weights']} | {r['batch']} | {r['tokens_per_s']:.1f} | "
+            f"{r['step_ms']:.2f} | {r['weight_mb']:.0f} | {r['kv_mb_per_step']:.1f} | "
+            f"{r['achieved_gbps']:.1f} | {roofline} |",
+            flush=True,
         )
 
 
