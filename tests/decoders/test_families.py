@@ -141,9 +141,7 @@ def test_greedy_tokens_match_transformers_up_to_a_near_tie(case: Case) -> None:
             second, best = np.sort(scores)[-2:]
             margins.append(best - second)
             want.append(int(np.argmax(scores)))
-            out = case.reference(
-                torch.tensor([[want[-1]]]), past_key_values=out.past_key_values, use_cache=True
-            )
+            out = case.reference(torch.tensor([[want[-1]]]), cache=out.cache, use_cache=True)
     ties = [i for i, margin in enumerate(margins) if margin < NEAR_TIE]
     agree = ties[0] if ties else GREEDY
     assert agree >= GREEDY // 2  # most of the run is compared
@@ -358,3 +356,19 @@ def test_weights_are_converted_one_by_one_and_placed_through_put() -> None:
     assert {leaf.dtype for leaf in leaves} == {jnp.dtype("bfloat16")}
     again = named_from_params(config, params)
     assert all(np.array_equal(again[k], named[k].astype(np.float32)) for k in named)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "gemma3"])
+def test_int8_load_equals_quantising_the_dense_load(tmp_path: Path, family: str) -> None:
+    from decoders.quantize import quantize_params
+
+    directory = write_checkpoint(family, tmp_path / family)
+    dense, _ = load_model(directory, use_cache=False)
+    int8, _ = load_model(directory, use_cache=False, weights="int8")
+    layer = int8.params.layers[0]
+    assert layer.bqkv is not None if family == "qwen2" else layer.post_mlp_norm is not None
+    want = jax.tree_util.tree_leaves(quantize_params(dense.params))
+    got = jax.tree_util.tree_leaves(int8.params)
+    assert len(got) == len(want)
+    for ours, theirs in zip(got, want, strict=True):
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
