@@ -37,9 +37,9 @@ from shield.automata.syntax import (
 )
 from shield.export import terms
 from shield.export.regex_text import Facts, charset_text, regex_text, split_word
-from shield.export.terms import Term
+from shield.export.terms import Boundaries, Term
 
-__all__ = ["MAX_UNROLL", "Detections", "ExportLimitError", "detections"]
+__all__ = ["MAX_UNROLL", "Detections", "NotExpressible", "detections"]
 
 #: Most copies of a repeated group that holds assertions the walk spells out (``(\\bab){3,9}``).
 MAX_UNROLL = 64
@@ -52,71 +52,109 @@ _PREV_OF = {KIND_WORD: PREV_WORD, KIND_OTHER: PREV_OTHER}
 State = tuple[int, int]  # (previous kind or UNTRACKED, allowed next kinds as a bit set)
 States = dict[State, Term]
 
-_ENDS = {PREV_WORD: terms.ends_word(), PREV_OTHER: terms.ends_other()}
-#: (restart kind, previous kind) -> the texts read before a match whose previous symbol has that
-#: kind: none (the match starts right after the restart) or a non-empty text ending in that kind.
-_ENTRIES: dict[tuple[int, int], Term | None] = {
-    (start, prev): terms.alt([terms.EMPTY if prev == start else None, _ENDS.get(prev)])
-    for start in (PREV_BEGIN, PREV_WORD, PREV_OTHER)
-    for prev in (PREV_BEGIN, PREV_WORD, PREV_OTHER)
-}
 
-
-class ExportLimitError(ValueError):
-    """A pattern would need more than a stated bound of the export (names both numbers)."""
+class NotExpressible(ValueError):
+    """A rule the export cannot write as a grammar; the message says why (and any bound)."""
 
 
 @dataclass(frozen=True)
 class Detections:
-    """The detection languages of a pattern from one restart kind (None: empty language).
+    """Where a pattern's matches end, from one restart kind.
 
     Attributes:
-        at_byte: texts whose last byte detects a match.
-        at_end: texts after which END detects a match.
+        ends: per set of next kinds still allowed (a bit set over ``KIND_END``, ``KIND_WORD``,
+            ``KIND_OTHER``; all three when nothing is pending), the texts that end right after
+            a match with that set pending.
+        bounds: the boundary terms the pattern's assertions read.
     """
 
-    at_byte: Term | None
-    at_end: Term | None
+    ends: dict[int, Term]
+    bounds: Boundaries
+
+    def at_byte(self) -> Term | None:
+        """Texts whose last byte detects a match (byte kinds only).
+
+        Raises:
+            NotExpressible: the pattern reads character kinds, whose detecting byte lies inside
+                the next character.
+        """
+        if self.bounds.by_characters:
+            raise NotExpressible(
+                "its whole words are judged by characters (a look-alike letter continues a"
+                " word), and which byte of the next character detects the match decides where"
+                " the next match may start; the export does not model that byte"
+            )
+        found: list[Term | None] = []
+        for allowed, term in self.ends.items():
+            if allowed == _ALL:
+                found.append(term)
+                continue
+            if allowed & (1 << KIND_WORD):
+                found.append(terms.seq(term, self.bounds.word))
+            if allowed & (1 << KIND_OTHER):
+                found.append(terms.seq(term, self.bounds.one_other))
+        return terms.alt(found)
+
+    def at_end(self) -> Term | None:
+        """Texts after which END detects a match (a pending assertion accepts the end)."""
+        return terms.alt(
+            term
+            for allowed, term in self.ends.items()
+            if allowed != _ALL and allowed & (1 << KIND_END)
+        )
+
+    def contained(self) -> Term | None:
+        """Texts that hold a detected match anywhere (what a forbid rule rejects)."""
+        found: list[Term | None] = []
+        for allowed, term in self.ends.items():
+            if allowed == _ALL:
+                found.append(terms.seq(term, terms.ANY))
+                continue
+            if allowed & (1 << KIND_WORD):
+                found.append(terms.seq(term, self.bounds.starts_word))
+            if allowed & (1 << KIND_OTHER):
+                found.append(terms.seq(term, self.bounds.starts_other))
+            if allowed & (1 << KIND_END):
+                found.append(term)
+        return terms.alt(found)
 
 
-def detections(node: Node, restart: int, facts: Facts) -> Detections:
-    """The detection languages of a pattern for a text that starts after a ``restart`` symbol.
+def detections(node: Node, restart: int, facts: Facts, bounds: Boundaries) -> Detections:
+    """Where the matches of a pattern end, for a text that starts after a ``restart`` symbol.
 
     Args:
         node: the pattern AST.
         restart: ``PREV_BEGIN``, ``PREV_WORD`` or ``PREV_OTHER``.
         facts: the memoised facts of ``node``'s AST.
+        bounds: the boundary terms its assertions read.
 
     Returns:
-        The two languages.
+        The texts ending right after a match, by the next kinds still allowed.
 
     Raises:
-        ExportLimitError: a repeated group with assertions needs more than :data:`MAX_UNROLL`
+        NotExpressible: a repeated group with assertions needs more than :data:`MAX_UNROLL`
             copies.
     """
-    walker = _Walker(facts)
+    walker = _Walker(facts, bounds)
     if facts.reaches_prev_assert(node):
-        entry: States = {
-            (prev, _ALL): term
-            for (start, prev), term in _ENTRIES.items()
-            if start == restart and term is not None
-        }
+        ends = {PREV_WORD: bounds.ends_word, PREV_OTHER: bounds.ends_other}
+        entry: States = {}
+        for prev in (PREV_BEGIN, PREV_WORD, PREV_OTHER):
+            term = terms.alt([terms.EMPTY if prev == restart else None, ends.get(prev)])
+            if term is not None:
+                entry[(prev, _ALL)] = term
     else:
         entry = {(UNTRACKED, _ALL): terms.ANY}
     final = walker.walk(node, entry, live_after=False)
-    at_byte: list[Term | None] = []
-    at_end: list[Term | None] = []
+    collect: dict[int, list[Term | None]] = {}
     for (_, allowed), term in final.items():
-        if allowed == _ALL:
-            at_byte.append(term)
-            continue
-        if allowed & (1 << KIND_WORD):
-            at_byte.append(terms.seq(term, terms.WORD))
-        if allowed & (1 << KIND_OTHER):
-            at_byte.append(terms.seq(term, terms.ONE_OTHER))
-        if allowed & (1 << KIND_END):
-            at_end.append(term)
-    return Detections(terms.alt(at_byte), terms.alt(at_end))
+        collect.setdefault(allowed, []).append(term)
+    ends_by: dict[int, Term] = {}
+    for allowed, parts in collect.items():
+        joined = terms.alt(parts)
+        if joined is not None:
+            ends_by[allowed] = joined
+    return Detections(ends_by, bounds)
 
 
 def _row(mask: int, prev: int) -> int:
@@ -146,8 +184,9 @@ class _Collect:
 class _Walker:
     """The walk of one AST over (previous kind, allowed next kinds) states."""
 
-    def __init__(self, facts: Facts) -> None:
+    def __init__(self, facts: Facts, bounds: Boundaries) -> None:
         self.facts = facts
+        self.bounds = bounds
         self._regex: dict[int, Term | None] = {}
 
     def regex(self, node: Node) -> Term | None:
@@ -194,7 +233,7 @@ class _Walker:
         return collect.states()
 
     def _charset(self, node: CharSet, states: States, live_after: bool) -> States:
-        word, other = split_word(node)
+        word, other = split_word(node, self.bounds.word_ranges)
         parts = {KIND_WORD: word, KIND_OTHER: other}
         collect = _Collect()
         for (_, allowed), term in states.items():
@@ -229,15 +268,17 @@ class _Walker:
                 collect.add(state, term)
             some = terms.both(body, terms.NONEMPTY) if empty else body
             if not allowed & (1 << KIND_WORD):
-                some = terms.both(some, terms.starts_other())
+                some = terms.both(some, self.bounds.starts_other)
             elif not allowed & (1 << KIND_OTHER):
-                some = terms.both(some, terms.starts_word())
+                some = terms.both(some, self.bounds.starts_word)
             if not allowed & ((1 << KIND_WORD) | (1 << KIND_OTHER)):
                 continue
             if live_after:
-                collect.add((PREV_WORD, _ALL), terms.seq(term, terms.both(some, terms.ends_word())))
                 collect.add(
-                    (PREV_OTHER, _ALL), terms.seq(term, terms.both(some, terms.ends_other()))
+                    (PREV_WORD, _ALL), terms.seq(term, terms.both(some, self.bounds.ends_word))
+                )
+                collect.add(
+                    (PREV_OTHER, _ALL), terms.seq(term, terms.both(some, self.bounds.ends_other))
                 )
             else:
                 collect.add((UNTRACKED, _ALL), terms.seq(term, some))
@@ -262,7 +303,7 @@ class _Walker:
         loop_live = live_after or self.facts.reaches_prev_assert(node.item)
         copies = node.low + (0 if node.high is None else node.high - node.low)
         if copies > MAX_UNROLL:
-            raise ExportLimitError(
+            raise NotExpressible(
                 f"a repeated group with assertions needs {copies} copies, over MAX_UNROLL="
                 f"{MAX_UNROLL}; lower the repetition count or move the assertion out of the group"
             )

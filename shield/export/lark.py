@@ -1,7 +1,9 @@
 """A compiled spec's automaton rules as one llguidance Lark grammar (mask-only enforcement).
 
-The grammar has one lexeme, ``SAFE``: the byte strings that violate no carried rule, written as the
-complement of the union of every rule's *violating* language. Each violating language is built
+The grammar has one lexeme, ``SAFE``: the valid UTF-8 texts that violate no carried rule, written
+as the complement of the union of every rule's *violating* language (a byte language, so that
+truncated and malformed characters around a match are judged as our automata judge them),
+intersected with valid UTF-8 (llguidance's EOS check needs it; see :func:`export_lark`). Each violating language is built
 from the rule's pattern ASTs (after normalisation, case folding and whole-word wrapping, exactly
 what the compiler determinises) through the detection languages of :mod:`shield.export.kinds`:
 
@@ -22,13 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shield.automata.compiler import _pattern_ast
+from shield.automata.compiler import _pattern_ast, _word_chars
 from shield.automata.limits import DEFAULT_LIMITS, CompileLimits
-from shield.automata.syntax import PREV_BEGIN, PREV_OTHER, PREV_WORD
+from shield.automata.syntax import PREV_BEGIN, PREV_OTHER, PREV_WORD, Node
 from shield.export import terms
-from shield.export.kinds import Detections, ExportLimitError, detections
+from shield.export.kinds import Detections, NotExpressible, detections
 from shield.export.regex_text import Facts
-from shield.export.terms import Term
+from shield.export.terms import Boundaries, Term
 from shield.monitor import Shield
 from shield.rules import (
     AfterRule,
@@ -110,9 +112,12 @@ class LarkExport:
 def export_lark(shield: Shield, *, limits: CompileLimits = DEFAULT_LIMITS) -> LarkExport:
     """Export a compiled spec's automaton rules as an llguidance Lark grammar.
 
-    The grammar accepts exactly the byte strings (without byte 0xFF, which llguidance reserves)
-    that violate none of the carried rules, END included: a text an engine may finish with EOS
-    is one ``shield.scan`` finds clean.
+    The grammar accepts exactly the valid UTF-8 texts that violate none of the carried rules,
+    END included: a text an engine may finish with EOS is one the shield finds clean. It is
+    stricter than the shield in two ways: the text must be valid UTF-8 (llguidance masks a
+    token that leaves bytes no character can complete), and a token that enters a state from
+    which every continuation violates is masked at once (the shield's one-step mask blocks the
+    next token instead).
 
     Args:
         shield: the compiled spec (``shield.compile(spec)``).
@@ -132,93 +137,128 @@ def export_lark(shield: Shield, *, limits: CompileLimits = DEFAULT_LIMITS) -> La
     """
     carried: list[tuple[str, Term | None]] = []
     skipped: list[NotCarried] = []
+    notes: dict[str, str] = {}
+    exporter = _Exporter(limits)
     for rule in shield.rules:
         kind = _KINDS[type(rule)]
         if isinstance(rule, ClassifierRule):
             skipped.append(NotCarried(rule.id, kind, _CLASSIFIER_REASON))
             continue
+        validator = getattr(rule, "validator", None)
+        if validator is not None:
+            notes[rule.id] = (
+                f"; its validator {validator!r} is not applied: every match is a violation, as"
+                " when decoding"
+            )
         try:
-            carried.append((rule.id, _violating(rule, limits)))
-        except ExportLimitError as error:
+            carried.append((rule.id, exporter.violating(rule)))
+        except NotExpressible as error:
             skipped.append(NotCarried(rule.id, kind, str(error)))
+    named = [*terms.NAMED]
+    for bounds in exporter.bounds.values():
+        named.extend(bounds.named())
     return LarkExport(
         spec_name=shield.name,
-        grammar=_grammar(shield.name, carried, skipped),
+        grammar=_grammar(shield.name, carried, skipped, named, notes),
         carried=tuple(rule_id for rule_id, _ in carried),
         not_carried=tuple(skipped),
     )
 
 
-def _grammar(name: str, carried: list[tuple[str, Term | None]], skipped: list[NotCarried]) -> str:
+def _grammar(
+    name: str,
+    carried: list[tuple[str, Term | None]],
+    skipped: list[NotCarried],
+    named: list[tuple[str, Term]],
+    notes: dict[str, str],
+) -> str:
     header = [
         "%llguidance {}",
         f"// shield export of spec {name!r}: the texts that violate none of the rules below.",
     ]
     roots: list[tuple[str, Term]] = []
     for index, (rule_id, bad) in enumerate(carried, start=1):
+        note = notes.get(rule_id, "")
         if bad is None:
-            header.append(f"// rule {rule_id}: carried (its pattern can never match)")
+            header.append(f"// rule {rule_id}: carried (its pattern can never match){note}")
             continue
         roots.append((f"RULE_{index}", bad))
-        header.append(f"// rule {rule_id}: carried as RULE_{index} (its violating texts)")
+        header.append(f"// rule {rule_id}: carried as RULE_{index} (its violating texts){note}")
     for item in skipped:
         header.append(f"// rule {item.rule_id}: NOT carried ({item.kind}): {item.reason}")
-    safe = terms.negate(terms.alt(term for _, term in roots))  # names each rule's term once
-    lines = terms.render([*roots, ("SAFE", safe)])
+    # Intersected with valid UTF-8: llguidance's EOS check is only exact on such lexemes (its
+    # mask allows EOS after a violating text when the lexeme can match malformed UTF-8).
+    safe = terms.both(terms.negate(terms.alt(term for _, term in roots)), terms.UTF8)
+    lines = terms.render([*roots, ("SAFE", safe)], named=named)
     return "\n".join([*header, "start: SAFE", *lines, ""])
 
 
-def _violating(rule: Rule, limits: CompileLimits) -> Term | None:
-    """The byte strings that violate ``rule`` (None: none do)."""
-    if isinstance(rule, WordsRule | RegexRule | LiteralRule):
-        return _contains(_Pattern(rule, rule.id, limits), PREV_BEGIN)
-    if isinstance(rule, AfterRule):
-        trigger = _Pattern(rule.trigger, rule.id, limits).at(PREV_BEGIN).at_byte
-        forbidden = _Pattern(rule.forbid, rule.id, limits)
-        if not forbidden.looks_back:
-            return terms.seq(trigger, _contains(forbidden, PREV_OTHER))
-        return terms.alt(
-            terms.seq(terms.both(trigger, ends), _contains(forbidden, kind))
-            for kind, ends in ((PREV_WORD, terms.ends_word()), (PREV_OTHER, terms.ends_other()))
-        )
-    if isinstance(rule, AtMostRule):
-        return _more_than(_Pattern(rule.pattern, rule.id, limits), rule.count)
-    assert isinstance(rule, MaxLengthRule)
-    return terms.seq(terms.repeat(terms.ONE, rule.max_bytes + 1, rule.max_bytes + 1), terms.ANY)
+class _Exporter:
+    """The violating language of each rule, with the boundary terms shared across rules."""
+
+    def __init__(self, limits: CompileLimits) -> None:
+        self.limits = limits
+        self.bounds: dict[frozenset[int], Boundaries] = {frozenset(): terms.BYTES}
+
+    def pattern(self, pattern: Pattern, rule_id: str) -> _Pattern:
+        extra = _word_chars(pattern)
+        if extra not in self.bounds:
+            self.bounds[extra] = terms.boundaries(extra)
+        return _Pattern(_pattern_ast(pattern, rule_id, self.limits), self.bounds[extra])
+
+    def violating(self, rule: Rule) -> Term | None:
+        """The byte strings that violate ``rule`` (None: none do).
+
+        Raises:
+            NotExpressible: the rule cannot be written as a grammar (the message says why).
+        """
+        if isinstance(rule, WordsRule | RegexRule | LiteralRule):
+            return self.pattern(rule, rule.id).at(PREV_BEGIN).contained()
+        if isinstance(rule, AfterRule):
+            trigger = self.pattern(rule.trigger, rule.id).at(PREV_BEGIN).at_byte()
+            forbidden = self.pattern(rule.forbid, rule.id)
+            if not forbidden.looks_back:
+                return terms.seq(trigger, forbidden.at(PREV_OTHER).contained())
+            ends = {PREV_WORD: terms.BYTES.ends_word, PREV_OTHER: terms.BYTES.ends_other}
+            return terms.alt(
+                terms.seq(terms.both(trigger, ends[kind]), forbidden.at(kind).contained())
+                for kind in (PREV_WORD, PREV_OTHER)
+            )
+        if isinstance(rule, AtMostRule):
+            return _more_than(self.pattern(rule.pattern, rule.id), rule.count)
+        assert isinstance(rule, MaxLengthRule)
+        n = rule.max_bytes + 1
+        return terms.seq(terms.repeat(terms.ONE, n, n), terms.ANY)
 
 
 class _Pattern:
     """One pattern's AST and its detection languages per restart kind (built once each)."""
 
-    def __init__(self, pattern: Pattern, rule_id: str, limits: CompileLimits) -> None:
-        self.node = _pattern_ast(pattern, rule_id, limits)
+    def __init__(self, node: Node, bounds: Boundaries) -> None:
+        self.node = node
+        self.bounds = bounds
         self.facts = Facts()
-        self.looks_back = self.facts.reaches_prev_assert(self.node)
+        self.looks_back = self.facts.reaches_prev_assert(node)
         self._at: dict[int, Detections] = {}
 
     def at(self, restart: int) -> Detections:
-        """The detection languages from a ``restart`` kind (one kind when nothing looks back)."""
+        """Where matches end from a ``restart`` kind (one kind when nothing looks back)."""
         key = restart if self.looks_back else PREV_OTHER
         if key not in self._at:
-            self._at[key] = detections(self.node, key, self.facts)
+            self._at[key] = detections(self.node, key, self.facts, self.bounds)
         return self._at[key]
-
-
-def _contains(pattern: _Pattern, restart: int) -> Term | None:
-    """Texts in which the pattern is detected, from a ``restart`` kind."""
-    found = pattern.at(restart)
-    return terms.alt([terms.seq(found.at_byte, terms.ANY), found.at_end])
 
 
 def _more_than(pattern: _Pattern, count: int) -> Term | None:
     """Texts with more than ``count`` successive detections (each restarts after the last)."""
     restarts = (PREV_WORD, PREV_OTHER) if pattern.looks_back else (PREV_OTHER,)
-    ends = {PREV_WORD: terms.ends_word(), PREV_OTHER: terms.ends_other()}
+    ends = {PREV_WORD: terms.BYTES.ends_word, PREV_OTHER: terms.BYTES.ends_other}
 
     def first(restart: int) -> tuple[Term | None, Term | None]:
         found = pattern.at(restart)
-        byte = terms.both(found.at_byte, terms.negate(terms.seq(found.at_byte, terms.NONEMPTY)))
-        end = terms.both(found.at_end, terms.negate(terms.seq(found.at_byte, terms.ANY)))
+        at_byte = found.at_byte()
+        byte = terms.both(at_byte, terms.negate(terms.seq(at_byte, terms.NONEMPTY)))
+        end = terms.both(found.at_end(), terms.negate(terms.seq(at_byte, terms.ANY)))
         return byte, end
 
     firsts = {kind: first(kind) for kind in {PREV_BEGIN, *restarts}}

@@ -20,6 +20,7 @@ from shield.automata.syntax import (
     Concat,
     Node,
     Repeat,
+    negate,
 )
 
 __all__ = [
@@ -61,30 +62,34 @@ def charset_text(ranges: tuple[tuple[int, int], ...]) -> str | None:
     return f"[{''.join(parts)}]"
 
 
-def split_word(chars: CharSet) -> tuple[CharSet, CharSet]:
-    """A character set split into its ASCII word characters and the rest.
+def split_word(chars: CharSet, word: tuple[tuple[int, int], ...]) -> tuple[CharSet, CharSet]:
+    """A character set split into its word characters and the rest.
 
     Args:
         chars: the set.
+        word: the word characters, as normalised ranges.
 
     Returns:
         ``(word part, other part)``.
     """
-    word: list[tuple[int, int]] = []
-    other: list[tuple[int, int]] = []
-    for lo, hi in chars.ranges:
-        cut = lo
-        for w_lo, w_hi in WORD_RANGES:
-            a, b = max(lo, w_lo), min(hi, w_hi)
-            if a > b:
-                continue
-            if cut < a:
-                other.append((cut, a - 1))
-            word.append((a, b))
-            cut = b + 1
-        if cut <= hi:
-            other.append((cut, hi))
-    return CharSet(tuple(word)), CharSet(tuple(other))
+    return CharSet(_intersect(chars.ranges, word)), CharSet(_intersect(chars.ranges, negate(word)))
+
+
+def _intersect(
+    a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]
+) -> tuple[tuple[int, int], ...]:
+    """The intersection of two normalised range lists (a merge of two sorted lists)."""
+    out: list[tuple[int, int]] = []
+    i = j = 0
+    while i < len(a) and j < len(b):  # each step advances i or j
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo <= hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return tuple(out)
 
 
 def regex_text(node: Node) -> str | None:

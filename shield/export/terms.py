@@ -5,7 +5,7 @@ llguidance lexemes (Lark *terminals*) combine ``/regex/`` literals with concaten
 ``~`` complements within *byte strings* (every byte but 0xFF, which llguidance reserves for
 special tokens), so the byte-level languages our automata read (a lone continuation byte, a
 truncated character) are written with ``~``: :data:`ANY` is every byte string, :data:`ONE` one
-byte, :data:`ONE_OTHER` one non-word byte.
+byte; :class:`Boundaries` holds the terms that say where words end.
 
 A term is a frozen value compared by identity: a builder that uses one term twice passes the same
 object twice, and :func:`render` names every term referenced more than once as a terminal of its
@@ -18,25 +18,27 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from shield.automata.syntax import union_ranges
+from shield.export.regex_text import WORD_RANGES, charset_text
+
 __all__ = [
     "ANY",
+    "BYTES",
     "EMPTY",
+    "NAMED",
     "NONEMPTY",
     "ONE",
-    "ONE_OTHER",
-    "WORD",
+    "UTF8",
+    "Boundaries",
     "Term",
     "alt",
     "both",
-    "ends_other",
-    "ends_word",
+    "boundaries",
     "literal",
     "negate",
     "render",
     "repeat",
     "seq",
-    "starts_other",
-    "starts_word",
 ]
 
 
@@ -191,54 +193,88 @@ def repeat(item: Term | None, low: int, high: int | None) -> Term | None:
 
 #: The empty string.
 EMPTY = Literal("(?:)")
-#: One ASCII word character (a word byte).
-WORD = Literal("[0-9A-Z_a-z]")
 #: Every byte string: the complement of the empty language (here, of ``a`` ∩ ``b``).
 ANY: Term = Not(Both((Literal("a"), Literal("b"))))
 #: Every non-empty byte string.
 NONEMPTY: Term = Not(EMPTY)
 #: Exactly one byte.
 ONE: Term = Not(Alt((EMPTY, Seq((NONEMPTY, NONEMPTY)))))
-#: One byte that is not a word byte (a non-ASCII byte, or an ASCII non-word character).
-ONE_OTHER: Term = Both((ONE, Not(WORD)))
 
+#: Every valid UTF-8 text.
+UTF8: Term = Literal("(?s:.)*")
 
-def ends_word() -> Term:
-    """Non-empty byte strings whose last byte is a word byte."""
-    return _ENDS_WORD
-
-
-def ends_other() -> Term:
-    """Non-empty byte strings whose last byte is not a word byte."""
-    return _ENDS_OTHER
-
-
-def starts_word() -> Term:
-    """Non-empty byte strings whose first byte is a word byte."""
-    return _STARTS_WORD
-
-
-def starts_other() -> Term:
-    """Non-empty byte strings whose first byte is not a word byte."""
-    return _STARTS_OTHER
-
-
-_ENDS_WORD: Term = Seq((ANY, WORD))
-_ENDS_OTHER: Term = Not(Alt((EMPTY, _ENDS_WORD)))
-_STARTS_WORD: Term = Seq((WORD, ANY))
-_STARTS_OTHER: Term = Not(Alt((EMPTY, _STARTS_WORD)))
-
-#: Terms every grammar may use, by name (rendered once, in this order, when used).
-_NAMED: tuple[tuple[str, Term], ...] = (
+#: The terms every grammar may use, by the names they get when rendered.
+NAMED: tuple[tuple[str, Term], ...] = (
     ("ANY", ANY),
     ("NONEMPTY", NONEMPTY),
     ("ONE", ONE),
-    ("ONE_OTHER", ONE_OTHER),
-    ("ENDS_WORD", _ENDS_WORD),
-    ("ENDS_OTHER", _ENDS_OTHER),
-    ("STARTS_WORD", _STARTS_WORD),
-    ("STARTS_OTHER", _STARTS_OTHER),
+    ("UTF8", UTF8),
 )
+
+
+@dataclass(frozen=True, eq=False)
+class Boundaries:
+    """Where words end, as terms: the kind of the symbol before and after a position.
+
+    Attributes:
+        by_characters: False for byte kinds (regexes: ``[A-Za-z0-9_]`` bytes are word bytes,
+            every other byte is not), True for character kinds (word lists' whole words: a
+            look-alike letter is a word character; malformed UTF-8 is not).
+        word_ranges: the word characters, as normalised code point ranges.
+        word: one word character.
+        ends_word: non-empty texts whose last symbol is a word symbol.
+        ends_other: non-empty texts whose last symbol is not.
+        starts_word: non-empty texts whose first symbol is a word symbol.
+        starts_other: non-empty texts whose first symbol is not.
+        one_other: one non-word byte (byte kinds only).
+    """
+
+    by_characters: bool
+    word_ranges: tuple[tuple[int, int], ...]
+    word: Term
+    ends_word: Term
+    ends_other: Term
+    starts_word: Term
+    starts_other: Term
+    one_other: Term
+
+    def named(self) -> tuple[tuple[str, Term], ...]:
+        """The terms by the names they get when rendered (``_CHAR`` for character kinds)."""
+        suffix = "_CHAR" if self.by_characters else ""
+        fields = ("word", "ends_word", "ends_other", "starts_word", "starts_other", "one_other")
+        return tuple((f"{name.upper()}{suffix}", getattr(self, name)) for name in fields)
+
+
+def boundaries(extra: frozenset[int] = frozenset()) -> Boundaries:
+    """The boundary terms of one notion of word character.
+
+    Args:
+        extra: non-ASCII code points that are word characters besides ``[0-9A-Z_a-z]``; empty
+            for byte kinds.
+
+    Returns:
+        The terms.
+    """
+    ranges = union_ranges([*WORD_RANGES, *((cp, cp) for cp in extra)])
+    word_class = charset_text(ranges)
+    assert word_class is not None
+    word = Literal(word_class)
+    ends_word = Seq((ANY, word))
+    starts_word = Seq((word, ANY))
+    return Boundaries(
+        by_characters=bool(extra),
+        word_ranges=ranges,
+        word=word,
+        ends_word=ends_word,
+        ends_other=Not(Alt((EMPTY, ends_word))),
+        starts_word=starts_word,
+        starts_other=Not(Alt((EMPTY, starts_word))),
+        one_other=Both((ONE, Not(word))),
+    )
+
+
+#: Byte kinds, as regexes and every pattern's assertions read them.
+BYTES = boundaries()
 
 
 def _children(term: Term) -> Sequence[Term]:
@@ -249,11 +285,17 @@ def _children(term: Term) -> Sequence[Term]:
     return ()
 
 
-def render(roots: Sequence[tuple[str, Term]], *, share_above: int = 1) -> list[str]:
+def render(
+    roots: Sequence[tuple[str, Term]],
+    *,
+    named: Sequence[tuple[str, Term]] = NAMED,
+    share_above: int = 1,
+) -> list[str]:
     """Lark terminal definitions for ``roots``, sharing every term used more than once.
 
     Args:
         roots: ``(NAME, term)`` pairs, each rendered as ``NAME: ...``.
+        named: terms that keep these names wherever they are used.
         share_above: a composite term referenced more than this many times gets its own name.
 
     Returns:
@@ -275,7 +317,7 @@ def render(roots: Sequence[tuple[str, Term]], *, share_above: int = 1) -> list[s
             seen.add(id(term))
             stack.append((term, True))
             stack.extend((child, False) for child in reversed(_children(term)))
-    names: dict[int, str] = {id(term): name for name, term in _NAMED if id(term) in seen}
+    names: dict[int, str] = {id(term): name for name, term in named if id(term) in seen}
     for name, root in roots:
         names[id(root)] = name
     for term in order:
