@@ -236,16 +236,12 @@ def _global_rope(keys: _Keys, values: dict[str, Any]) -> None:
 
 
 def _llama_like(keys: _Keys, context: int) -> dict[str, Any]:
+    keys.off("attention_bias", False)  # a bias on q, k, v and o: not implemented
+    keys.off("mlp_bias", False)
     values = _base(keys, {"rms_norm_eps": 1e-6, "tie": False, "context": context})
     values["activation"] = _activation(keys, "hidden_act", "silu")
     _global_rope(keys, values)
     return values
-
-
-def _llama(keys: _Keys) -> dict[str, Any]:
-    keys.off("attention_bias", False)
-    keys.off("mlp_bias", False)
-    return _llama_like(keys, 2048)
 
 
 def _mistral(keys: _Keys) -> dict[str, Any]:
@@ -257,7 +253,8 @@ def _mistral(keys: _Keys) -> dict[str, Any]:
 
 
 def _qwen2(keys: _Keys) -> dict[str, Any]:
-    keys.get("attention_bias")  # transformers' Qwen2 always has q/k/v biases and reads no flag
+    if keys.values.get("attention_bias"):  # transformers' Qwen2 reads no such flag: q/k/v
+        keys.values["attention_bias"] = False  # always have biases, o never
     keys.off("use_mrope", False)
     values = _llama_like(keys, 32768)
     values.update(qkv_bias=True, layer_windows=_qwen_windows(keys, values["num_layers"]))
@@ -265,7 +262,6 @@ def _qwen2(keys: _Keys) -> dict[str, Any]:
 
 
 def _qwen3(keys: _Keys) -> dict[str, Any]:
-    keys.off("attention_bias", False)
     values = _llama_like(keys, 32768)
     values["head_dim"] = int(keys.get("head_dim", 128))
     values.update(qk_norm=True, layer_windows=_qwen_windows(keys, values["num_layers"]))
@@ -276,6 +272,7 @@ def _phi3(keys: _Keys) -> dict[str, Any]:
     values = _base(keys, {"rms_norm_eps": 1e-5, "tie": False, "context": 4096})
     values.update(activation=_activation(keys, "hidden_act", "silu"), layout="phi3")
     keys.off("partial_rotary_factor", 1.0)
+    keys.off("attention_bias", False)
     keys.get("original_max_position_embeddings")  # read by longrope only, which is refused
     params, where = _rope_dicts(keys)
     kind = params.get("rope_type", params.get("type", "default"))
@@ -355,7 +352,7 @@ def _gemma3(keys: _Keys) -> dict[str, Any]:
 
 #: The supported ``model_type`` values and how each is read.
 MODEL_TYPES: dict[str, Callable[[_Keys], dict[str, Any]]] = {
-    "llama": _llama,
+    "llama": lambda keys: _llama_like(keys, 2048),
     "mistral": _mistral,
     "qwen2": _qwen2,
     "qwen3": _qwen3,

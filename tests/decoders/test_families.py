@@ -242,6 +242,8 @@ REFUSALS: list[tuple[str, dict[str, Any], str]] = [
     ("gemma3", {"layer_types": ["chunked_attention"] * 4}, "layer_types"),
     ("phi3", {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4}}, "longrope"),
     ("phi3", {"partial_rotary_factor": 0.5}, "partial_rotary_factor=0.5"),
+    ("phi3", {"attention_bias": True}, "attention_bias=True"),
+    ("mistral_sliding", {"mlp_bias": True}, "mlp_bias=True"),
     ("mistral_sliding", {"quantization_config": {"bits": 4}}, "quantization_config"),
 ]
 
