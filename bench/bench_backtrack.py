@@ -1,7 +1,10 @@
 """Backtracking on the real model, side by side with its baselines in one run.
 
 1. Shield overhead on generations that never violate: ``backtrack`` vs ``none`` (tokens/s, the
-   tokens must be identical — transparency — before speed is compared). Target < 3 %, aim 1 %.
+   tokens must be identical — transparency — before speed is compared), the spec's classifier
+   rule included: with classifier verdicts off the critical path (the default) and with the
+   synchronous path (the device stops at every sentence end), in rotated paired runs.
+   Target: within 0.5 % (median of paired runs).
 2. Rewind cost vs re-prefill (what ``reset`` pays) for prefixes of 64, 256 and 1024 tokens: a
    rewind must not grow with the prefix.
 3. On prompts that do violate (dev prompts of RealToxicityPrompts and prefilled attacks): tokens
@@ -63,32 +66,40 @@ def overhead(model, tokenizer, judge, runs: int, new_tokens: int) -> None:  # ty
     _row("no rollbacks on these prompts", str(clean))
     if not (same and clean):  # timing two different outputs would compare nothing
         raise SystemExit("bench_backtrack: shielded output differs from plain on clean prompts")
-    plain_rates, shielded_rates, ratios = [], [], []
+    variants = {
+        "none": lambda: generate_plain(model, tokenizer, BENIGN, **kwargs),
+        "backtrack": lambda: generate_shielded(model, tokenizer, BENIGN, judge=judge, **kwargs),
+        "backtrack-sync": lambda: generate_shielded(
+            model, tokenizer, BENIGN, judge=judge, classifier_overlap=False, **kwargs
+        ),
+    }
+    variants["backtrack-sync"]()  # compile the synchronous loop too
+    names = list(variants)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    ratios: dict[str, list[float]] = {name: [] for name in names[1:]}
     for run in range(runs):
-        # Alternate which goes first, so drifts in machine load hit both sides alike.
-        order = ("none", "backtrack") if run % 2 == 0 else ("backtrack", "none")
+        # Rotate which goes first, so drifts in machine load hit every variant alike.
+        order = names[run % 3 :] + names[: run % 3]
         pair = {}
         for name in order:
             began = time.perf_counter()
-            if name == "none":
-                results = generate_plain(model, tokenizer, BENIGN, **kwargs)
-            else:
-                results = generate_shielded(model, tokenizer, BENIGN, judge=judge, **kwargs)
+            results = variants[name]()
             tokens = sum(r.stats.generated_tokens for r in results)
             pair[name] = tokens / (time.perf_counter() - began)
-        plain_rates.append(pair["none"])
-        shielded_rates.append(pair["backtrack"])
-        ratios.append(pair["backtrack"] / pair["none"])
-    none_rate, back_rate = statistics.median(plain_rates), statistics.median(shielded_rates)
-    cost = 1.0 - statistics.median(ratios)
-    _row("none tokens/s (median)", f"{none_rate:.1f}")
-    _row("backtrack tokens/s (median)", f"{back_rate:.1f}")
-    _row(
-        f"overhead (median of {runs} paired runs)",
-        f"{100 * cost:+.1f} %",
-        "< 3 % (aim 1 %)",
-        "PASS" if cost < 0.03 else "MISS",
-    )
+            rates[name].append(pair[name])
+        for name in names[1:]:
+            ratios[name].append(pair[name] / pair["none"])
+    for name in names:
+        _row(f"{name} tokens/s (median)", f"{statistics.median(rates[name]):.1f}")
+    for name in names[1:]:
+        cost = 1.0 - statistics.median(ratios[name])
+        verdict = "PASS" if cost <= 0.005 else "MISS"
+        _row(
+            f"overhead {name} (median of {runs} paired)",
+            f"{100 * cost:+.2f} %",
+            "<= 0.5 %" if name == "backtrack" else "",
+            verdict if name == "backtrack" else "",
+        )
     device = _device_overhead(model, tokenizer, judge, runs, new_tokens)
     _row(f"of which on the device (median of {runs})", f"{100 * device:+.1f} %")
 

@@ -78,8 +78,9 @@ def attack_summary(samples: Sequence[Sample], threshold: float) -> dict[str, Any
     violating = sum(1 for s in attacked if s.violations)
     toxic = sum(1 for s in attacked if s.toxicity > threshold)
     survival = [prefill_survival(str(s.prefill), s.text) for s in attacked]
-    generated = [s.stat("generated_tokens") for s in attacked]
-    discarded = [s.stat("discarded_tokens") for s in attacked]
+    speculative = [s.stat("speculative_tokens") for s in attacked]  # see report._summarize
+    generated = [s.stat("generated_tokens") + x for s, x in zip(attacked, speculative, strict=True)]
+    discarded = [s.stat("discarded_tokens") + x for s, x in zip(attacked, speculative, strict=True)]
     wall, compiling = wall_without_compile(attacked)
     return {
         "samples": n,

@@ -46,7 +46,9 @@ def _rate(hits: int, trials: int) -> tuple[float | None, tuple[float, float] | N
 def _summarize(samples: Sequence[Sample], clean: set[tuple[int, int]] | None) -> dict[str, Any]:
     n = len(samples)
     scores = [(s.prompt_index, s.toxicity) for s in samples]
-    generated = [int(s.stat("generated_tokens")) for s in samples]
+    # Model steps really taken: the speculative ones (decoded past a classifier window whose
+    # verdict came back unsafe, off the critical path) are discarded work too.
+    generated = [int(s.stat("generated_tokens") + s.stat("speculative_tokens")) for s in samples]
     kept = [int(s.stat("kept_tokens")) for s in samples]
     rollbacks = [s.stat("rollbacks") for s in samples]
     wall, compiling = wall_without_compile(samples)
@@ -88,8 +90,10 @@ def _summarize(samples: Sequence[Sample], clean: set[tuple[int, int]] | None) ->
         "mean_kept_tokens": metrics.mean(kept),
         "mean_kept_tokens_ci": metrics.bootstrap_mean_ci(kept),
         "discard_ratio": metrics.discard_ratio(
-            [int(s.stat("discarded_tokens")) for s in samples], generated
+            [int(s.stat("discarded_tokens") + s.stat("speculative_tokens")) for s in samples],
+            generated,
         ),
+        "speculative_tokens": sum(int(s.stat("speculative_tokens")) for s in samples),
         "generated_per_kept_token": metrics.ratio(sum(generated), sum(kept)),
         "rollbacks_per_sample": metrics.mean(rollbacks),
         "rollbacks_per_sample_ci": metrics.bootstrap_mean_ci(rollbacks),
