@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -54,14 +55,21 @@ from decoders.state import (
     rewind,
 )
 from decoders.step import attention_window
-from decoders.verdict_queue import VerdictQueue
 from shield.errors import DecoderError
 from shield.judge import Judge, Window
 from shield.lifting import MonitorState
 from shield.reference import Config, Finished, Machine
 from shield.result import TextStream
 
-__all__ = ["Decision", "EventHost", "apply_decisions", "run_host_loop", "states_along"]
+__all__ = [
+    "Decision",
+    "EventHost",
+    "Verdicts",
+    "apply_decisions",
+    "monitor_states",
+    "run_host_loop",
+    "states_along",
+]
 
 #: The finish code of a row whose reference run ended with this reason.
 _FINISH_CODES = {
@@ -91,6 +99,33 @@ class Decision:
     code: int = 0
 
 
+class Verdicts(Protocol):
+    """Classifier verdicts computed off the critical path (:class:`decoders.verdict_queue.Verdicts`)."""
+
+    def collect(
+        self,
+        host: EventHost,
+        state: DecodeState,
+        carry: ShieldCarry,
+        starts: np.ndarray,
+        max_bans: int,
+    ) -> tuple[DecodeState, ShieldCarry]:
+        """Submit the windows the new tokens closed, deliver the verdicts that are in."""
+        ...
+
+    def pending(self, row: int) -> tuple[Window, ...]:
+        """The row's windows awaiting a verdict, oldest first."""
+        ...
+
+    def rewound(self, row: int, target: int) -> None:
+        """The row went back to ``target`` tokens."""
+        ...
+
+    def tick(self) -> None:
+        """A device run starts."""
+        ...
+
+
 def states_along(judge: Judge, tokens: Sequence[int]) -> tuple[MonitorState, ...]:
     """The monitor states after each prefix of ``tokens`` (``len(tokens) + 1`` of them)."""
     states = [judge.initial()]
@@ -99,8 +134,9 @@ def states_along(judge: Judge, tokens: Sequence[int]) -> tuple[MonitorState, ...
     return tuple(states)
 
 
-def _monitor_states(history: np.ndarray, start: int, cursor: int) -> tuple[MonitorState, ...]:
-    """The monitor states after each prefix of a row's response, read from the device history."""
+def monitor_states(history: np.ndarray, start: int, cursor: int) -> tuple[MonitorState, ...]:
+    """The monitor states after each prefix of a row's response, read from the device history
+    (``history``: ``[S + 1, C]``, one row of ``ShieldCarry.history``)."""
     return tuple(tuple(int(s) for s in column) for column in history[start : cursor + 1])
 
 
@@ -307,7 +343,7 @@ def _release_streams(
     carry: ShieldCarry,
     finish_codes: np.ndarray,
     starts: np.ndarray,
-    verdicts: VerdictQueue | None,
+    verdicts: Verdicts | None,
 ) -> None:
     """Stream, for every running row, the text that can no longer be rolled back."""
     tokens, cursors, history = jax.device_get((state.tokens, state.cursor, carry.history))
@@ -315,73 +351,10 @@ def _release_streams(
         if finish_codes[b] != RUNNING:
             continue
         kept = [int(t) for t in tokens[b, starts[b] : cursors[b]]]
-        states = _monitor_states(history[b], starts[b], cursors[b])
+        states = monitor_states(history[b], starts[b], cursors[b])
         pending = verdicts.pending(b) if verdicts is not None else ()
         released = host.release(b, kept, states, pending)
         text_stream.update(host.machine.judge.detokenize(kept[:released]))
-
-
-def _deliver(
-    host: EventHost,
-    verdicts: VerdictQueue,
-    row: int,
-    kept: list[int],
-    states: tuple[MonitorState, ...],
-    *,
-    event: int,
-) -> Decision | None:
-    """Deliver the row's verdicts that are in (all of them when the row waits on ``event``),
-    oldest first.
-
-    Returns:
-        The decision of the first unsafe verdict (a rewind or a stop), or None when every
-        delivered verdict was safe.
-    """
-    for _ in range(len(verdicts.rows[row])):  # bounded: each round delivers one window
-        window = verdicts.next_ready(row, wait=event != EVENT_NONE)
-        if window is None:
-            return None
-        verdicts.delivered(row)
-        decision = host.on_verdict(row, kept, states, window)
-        if decision.kind != "continue":
-            # What the synchronous path never decoded: the tokens after the window, and the
-            # sampled token the row waits with (a violation or EOS, never appended).
-            sampled = 1 if event in (EVENT_VIOLATION, EVENT_EOS) else 0
-            host.speculative[row] += len(kept) - window.end + sampled
-            if decision.kind == "rewind":
-                verdicts.rewound(row, decision.target)
-            return decision
-    return None
-
-
-def _collect_verdicts(
-    host: EventHost,
-    verdicts: VerdictQueue,
-    state: DecodeState,
-    carry: ShieldCarry,
-    starts: np.ndarray,
-    max_bans: int,
-) -> tuple[DecodeState, ShieldCarry]:
-    """After a device run: submit the windows the new tokens closed, deliver the verdicts that
-    are in or overdue (all of a row that waits for an answer to an event), apply the rollbacks."""
-    tokens, cursors, history, finishes, events = jax.device_get(
-        (state.tokens, state.cursor, carry.history, state.finish, carry.event)
-    )
-    decisions = {}
-    for b in range(state.batch_size):
-        if finishes[b] != RUNNING:
-            continue
-        kept = [int(t) for t in tokens[b, starts[b] : cursors[b]]]
-        verdicts.scan(b, kept)
-        if not verdicts.rows[b]:
-            continue
-        states = _monitor_states(history[b], starts[b], cursors[b])
-        decision = _deliver(host, verdicts, b, kept, states, event=int(events[b]))
-        if decision is not None:
-            decisions[b] = decision
-    if not decisions:
-        return state, carry
-    return apply_decisions(state, carry, decisions, starts, max_bans)
 
 
 def _answer(
@@ -391,7 +364,7 @@ def _answer(
     waiting: list[int],
     starts: np.ndarray,
     max_bans: int,
-    verdicts: VerdictQueue | None = None,
+    verdicts: Verdicts | None = None,
 ) -> tuple[DecodeState, ShieldCarry]:
     """Answer the events of every waiting row, scoring their classifier windows in one batch
     (with a verdict queue, every pending verdict of a waiting row was delivered before)."""
@@ -409,7 +382,7 @@ def _answer(
     judge.prefetch(windows)
     decisions = {}
     for b, kept in kept_rows.items():
-        states = _monitor_states(history[b], starts[b], cursors[b])
+        states = monitor_states(history[b], starts[b], cursors[b])
         decisions[b] = host.on_event(b, int(events[b]), kept, int(rejected[b]), states)
         if verdicts is not None and decisions[b].kind == "rewind":
             verdicts.rewound(b, decisions[b].target)
@@ -430,7 +403,7 @@ def run_host_loop(
     chunk: int,
     rounds: int,
     streams: Sequence[TextStream] = (),
-    verdicts: VerdictQueue | None = None,
+    verdicts: Verdicts | None = None,
 ) -> tuple[DecodeState, ShieldCarry]:
     """Alternate device steps and host answers until every row has finished.
 
@@ -453,7 +426,7 @@ def run_host_loop(
     slots = state.max_slots
     for _ in range(rounds):
         if verdicts is not None:
-            state, carry = _collect_verdicts(host, verdicts, state, carry, starts, loop.max_bans)
+            state, carry = verdicts.collect(host, state, carry, starts, loop.max_bans)
         finish_codes, events = jax.device_get((state.finish, carry.event))
         if streams:
             _release_streams(host, streams, state, carry, finish_codes, starts, verdicts)

@@ -22,10 +22,17 @@ import dataclasses
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import jax
+import numpy as np
+
+from decoders.host_loop import Decision, EventHost, apply_decisions, monitor_states
+from decoders.shielded_loop import EVENT_EOS, EVENT_NONE, EVENT_VIOLATION, ShieldCarry
+from decoders.state import RUNNING, DecodeState
 from shield.classifiers import score
 from shield.judge import Judge, Window
+from shield.lifting import MonitorState
 
-__all__ = ["Pending", "VerdictQueue", "verdict_delay"]
+__all__ = ["Pending", "VerdictQueue", "collect_verdicts", "verdict_delay"]
 
 
 def verdict_delay(chunk: int) -> int:
@@ -129,6 +136,80 @@ class VerdictQueue:
         self.rows[row] = [item for item in self.rows[row] if item.window.end <= target]
         self.scanned[row] = min(self.scanned[row], target)
 
+    def collect(
+        self,
+        host: EventHost,
+        state: DecodeState,
+        carry: ShieldCarry,
+        starts: np.ndarray,
+        max_bans: int,
+    ) -> tuple[DecodeState, ShieldCarry]:
+        """After a device run (see :func:`collect_verdicts`)."""
+        return collect_verdicts(self, host, state, carry, starts, max_bans)
+
     def close(self) -> None:
         """Stop the worker (waiting for what it is scoring)."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _deliver(
+    host: EventHost,
+    verdicts: VerdictQueue,
+    row: int,
+    kept: list[int],
+    states: tuple[MonitorState, ...],
+    *,
+    event: int,
+) -> Decision | None:
+    """Deliver the row's verdicts that are in (all of them when the row waits on ``event``),
+    oldest first.
+
+    Returns:
+        The decision of the first unsafe verdict (a rewind or a stop), or None when every
+        delivered verdict was safe.
+    """
+    for _ in range(len(verdicts.rows[row])):  # bounded: each round delivers one window
+        window = verdicts.next_ready(row, wait=event != EVENT_NONE)
+        if window is None:
+            return None
+        verdicts.delivered(row)
+        decision = host.on_verdict(row, kept, states, window)
+        if decision.kind != "continue":
+            # What the synchronous path never decoded: the tokens after the window, and the
+            # sampled token the row waits with (a violation or EOS, never appended).
+            sampled = 1 if event in (EVENT_VIOLATION, EVENT_EOS) else 0
+            host.speculative[row] += len(kept) - window.end + sampled
+            if decision.kind == "rewind":
+                verdicts.rewound(row, decision.target)
+            return decision
+    return None
+
+
+def collect_verdicts(
+    verdicts: VerdictQueue,
+    host: EventHost,
+    state: DecodeState,
+    carry: ShieldCarry,
+    starts: np.ndarray,
+    max_bans: int,
+) -> tuple[DecodeState, ShieldCarry]:
+    """After a device run: submit the windows the new tokens closed, deliver the verdicts that
+    are in or overdue (all of a row that waits for an answer to an event), apply the rollbacks."""
+    tokens, cursors, history, finishes, events = jax.device_get(
+        (state.tokens, state.cursor, carry.history, state.finish, carry.event)
+    )
+    decisions = {}
+    for b in range(state.batch_size):
+        if finishes[b] != RUNNING:
+            continue
+        kept = [int(t) for t in tokens[b, starts[b] : cursors[b]]]
+        verdicts.scan(b, kept)
+        if not verdicts.rows[b]:
+            continue
+        states = monitor_states(history[b], starts[b], cursors[b])
+        decision = _deliver(host, verdicts, b, kept, states, event=int(events[b]))
+        if decision is not None:
+            decisions[b] = decision
+    if not decisions:
+        return state, carry
+    return apply_decisions(state, carry, decisions, starts, max_bans)
