@@ -189,6 +189,7 @@ def _grammar(
     # Intersected with valid UTF-8: llguidance's EOS check is only exact on such lexemes (its
     # mask allows EOS after a violating text when the lexeme can match malformed UTF-8).
     safe = terms.both(terms.negate(terms.alt(term for _, term in roots)), terms.UTF8)
+    assert safe is not None  # neither part is the empty language
     lines = terms.render([*roots, ("SAFE", safe)], named=named)
     return "\n".join([*header, "start: SAFE", *lines, ""])
 
@@ -206,6 +207,21 @@ class _Exporter:
             self.bounds[extra] = terms.boundaries(extra)
         return _Pattern(_pattern_ast(pattern, rule_id, self.limits), self.bounds[extra])
 
+    def counted(self, pattern: Pattern, rule_id: str) -> _Pattern:
+        """A pattern whose detections are counted or restarted from (after, at most).
+
+        Raises:
+            NotExpressible: the pattern can match the empty text.
+        """
+        found = self.pattern(pattern, rule_id)
+        if found.facts.nullable(found.node):
+            raise NotExpressible(
+                "its pattern can match the empty text (assertions aside), which our matchers"
+                " detect at restarts in a way the export does not model; make the pattern read"
+                " at least one character"
+            )
+        return found
+
     def violating(self, rule: Rule) -> Term | None:
         """The byte strings that violate ``rule`` (None: none do).
 
@@ -215,8 +231,8 @@ class _Exporter:
         if isinstance(rule, WordsRule | RegexRule | LiteralRule):
             return self.pattern(rule, rule.id).at(PREV_BEGIN).contained()
         if isinstance(rule, AfterRule):
-            trigger = self.pattern(rule.trigger, rule.id).at(PREV_BEGIN).at_byte()
-            forbidden = self.pattern(rule.forbid, rule.id)
+            trigger = self.counted(rule.trigger, rule.id).at(PREV_BEGIN).at_byte()
+            forbidden = self.counted(rule.forbid, rule.id)
             if not forbidden.looks_back:
                 return terms.seq(trigger, forbidden.at(PREV_OTHER).contained())
             ends = {PREV_WORD: terms.BYTES.ends_word, PREV_OTHER: terms.BYTES.ends_other}
@@ -225,7 +241,7 @@ class _Exporter:
                 for kind in (PREV_WORD, PREV_OTHER)
             )
         if isinstance(rule, AtMostRule):
-            return _more_than(self.pattern(rule.pattern, rule.id), rule.count)
+            return _more_than(self.counted(rule.pattern, rule.id), rule.count)
         assert isinstance(rule, MaxLengthRule)
         n = rule.max_bytes + 1
         return terms.seq(terms.repeat(terms.ONE, n, n), terms.ANY)

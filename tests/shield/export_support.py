@@ -280,3 +280,22 @@ def live_states(tokens: TokenShield) -> list[np.ndarray]:
             live = grown
         out.append(live)
     return out
+
+
+def _words_of(rule: Rule) -> list[str]:
+    if isinstance(rule, WordsRule):
+        return list(rule.words)
+    if isinstance(rule, LiteralRule):
+        return [rule.literal]
+    if isinstance(rule, AfterRule):
+        return _words_of(rule.trigger) + _words_of(rule.forbid)
+    if isinstance(rule, AtMostRule):
+        return _words_of(rule.pattern) * 2
+    return []
+
+
+def texts_for(spec: SmallSpec, max_pieces: int = 12) -> st.SearchStrategy[bytes]:
+    """Byte strings of :data:`TEXT_PIECES` and the spec's own words (so that rules fire)."""
+    words = tuple(w.encode("utf-8") for rule in spec.rules for w in _words_of(rule))
+    pieces = st.sampled_from(TEXT_PIECES + words) if words else st.sampled_from(TEXT_PIECES)
+    return st.lists(pieces, max_size=max_pieces).map(b"".join)
