@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shield.automata.alphabet import KIND_END, KIND_OTHER, KIND_WORD, WORD_BYTES
+from shield.automata.leet_units import leet_digits
 from shield.automata.minimize import coarsest_partition
 from shield.errors import CompileError
 
@@ -66,13 +67,20 @@ class Atoms:
         return len(self.kinds)
 
 
-def make_atoms(sets: Sequence[frozenset[int]], word_chars: frozenset[int] = frozenset()) -> Atoms:
+def make_atoms(
+    sets: Sequence[frozenset[int]],
+    word_chars: frozenset[int] = frozenset(),
+    *,
+    split_capitals: bool = False,
+) -> Atoms:
     """The atoms of a family of code point sets.
 
     Args:
         sets: the sets (letter sets, gap sets).
         word_chars: non-ASCII code points that count as word characters (ASCII ``[A-Za-z0-9_]``
             always do). Those in no set share the ``other_word`` atom.
+        split_capitals: no atom mixes uppercase ASCII letters or ASCII digits with other code
+            points (leetspeak's capital-digit rule, :mod:`shield.automata.leet_units`).
 
     Returns:
         The partition.
@@ -82,18 +90,20 @@ def make_atoms(sets: Sequence[frozenset[int]], word_chars: frozenset[int] = froz
         bit = 1 << i
         for cp in members:
             membership[cp] = membership.get(cp, 0) | bit
-    index: dict[tuple[int, bool], int] = {}
+    index: dict[tuple[int, bool, int], int] = {}
     kinds: list[int] = []
     of_cp: dict[int, int] = {}
     for cp in sorted(membership):
-        key = (membership[cp], (cp < 128 and bool(WORD_BYTES[cp])) or cp in word_chars)
+        word = (cp < 128 and bool(WORD_BYTES[cp])) or cp in word_chars
+        shape = (0x41 <= cp <= 0x5A) + 2 * (0x30 <= cp <= 0x39) if split_capitals else 0
+        key = (membership[cp], word, shape)
         atom = index.get(key)
         if atom is None:
             atom = index[key] = len(kinds)
             kinds.append(KIND_WORD if key[1] else KIND_OTHER)
         of_cp[cp] = atom
     of_set = tuple(
-        frozenset(atom for (mask, _), atom in index.items() if mask >> i & 1)
+        frozenset(atom for (mask, _, _), atom in index.items() if mask >> i & 1)
         for i in range(len(sets))
     )
     other, other_word, end = len(kinds), len(kinds) + 1, len(kinds) + 2
@@ -131,27 +141,37 @@ class _Model:
     separators: frozenset[int]
     marks: frozenset[int]
     repeats: bool
+    leet_atoms: dict[str, frozenset[int]]  # per letter, its leet-digit atoms (leet only)
+    capitals: frozenset[int]  # the atoms of uppercase ASCII letters (leet only)
 
     def moves(self, item: int) -> dict[int, list[int]]:
-        node, phase = divmod(item, 3)
+        """Item → atom → items. An item is ``(node * 3 + phase) * 2 + caps``: ``caps`` says that
+        every letter of the match so far is a capital, so no leet digit may come next."""
+        base, caps = divmod(item, 2)
+        node, phase = divmod(base, 3)
         out: dict[int, list[int]] = {}
+
+        def letter_moves(letter: str, target: int) -> None:
+            barred = self.leet_atoms.get(letter, frozenset()) if caps else frozenset()
+            for atom in self.letter_atoms[letter] - barred:
+                upper = atom in self.capitals and (caps or node == 0)
+                out.setdefault(atom, []).append(target * 2 + upper)
+
         for letter, child in self.children[node].items():
-            for atom in self.letter_atoms[letter]:
-                out.setdefault(atom, []).append(child * 3 + _L)
+            letter_moves(letter, child * 3 + _L)
         if node == 0:  # the root: only the first letter
             return out
         more = bool(self.children[node])
         if phase == _L:
             if self.repeats:
-                for atom in self.letter_atoms[self.last[node]]:
-                    out.setdefault(atom, []).append(item)
+                letter_moves(self.last[node], base)
             for atom in self.marks:
                 out.setdefault(atom, []).append(item)
         if more and phase in (_L, _G1):
             for atom in self.zero_width:
-                out.setdefault(atom, []).append(node * 3 + _G1)
+                out.setdefault(atom, []).append((node * 3 + _G1) * 2 + caps)
             for atom in self.separators:
-                out.setdefault(atom, []).append(node * 3 + _G2)
+                out.setdefault(atom, []).append((node * 3 + _G2) * 2 + caps)
         if more and phase == _G2:
             for atom in self.zero_width:
                 out.setdefault(atom, []).append(item)
@@ -188,6 +208,7 @@ def letter_matcher(
     max_seconds: float,
     what: str,
     word_chars: frozenset[int] = frozenset(),
+    leet: bool = False,
 ) -> tuple[LetterMatcher, Atoms]:
     """The minimal letter-level matcher of a word list.
 
@@ -202,6 +223,7 @@ def letter_matcher(
         max_seconds: wall-clock budget of the construction.
         what: names the rule in error messages.
         word_chars: non-ASCII code points that count as word characters (whole words).
+        leet: apply leetspeak's capital-digit rule (:mod:`shield.automata.leet_units`).
 
     Returns:
         The matcher and its atoms.
@@ -211,11 +233,27 @@ def letter_matcher(
             than ``max_seconds``.
     """
     letters = sorted(letter_sets)
-    atoms = make_atoms([*(letter_sets[c] for c in letters), *gaps], word_chars)
+    sets = [*(letter_sets[c] for c in letters), *gaps]
+    atoms = make_atoms(sets, word_chars, split_capitals=leet)
     of_letter = dict(zip(letters, atoms.of_set, strict=False))
     zero_width, separators, marks = atoms.of_set[len(letters) :]
+    leet_atoms = {
+        c: frozenset(atoms.of_cp[cp] for cp in leet_digits(c, letter_sets[c])) for c in letters
+    }
+    capitals = frozenset(atoms.of_cp[cp] for cp in range(0x41, 0x5B) if cp in atoms.of_cp)
     children, final, last = _trie(words)
-    model = _Model(children, final, last, of_letter, zero_width, separators, marks, repeats)
+    model = _Model(
+        children,
+        final,
+        last,
+        of_letter,
+        zero_width,
+        separators,
+        marks,
+        repeats,
+        leet_atoms if leet else {},
+        capitals if leet else frozenset(),
+    )
     fuel = min(max_states, max(1, max_cells // atoms.n_atoms))
     table, accepting, restart = _Crawl(model, atoms, whole_word, fuel, what).run(max_seconds)
     block = coarsest_partition(table, accepting.astype(np.int64))
@@ -270,7 +308,7 @@ class _Crawl:
 
     def has_final(self, items: frozenset[int]) -> bool:
         final = self.model.final
-        return any(final[i // 3] for i in items if i % 3 == _L)
+        return any(final[i // 6] for i in items if i // 2 % 3 == _L)
 
     def step(self, items: frozenset[int], prev: int, atom: int, finals: bool) -> tuple:
         """The key after ``atom``; ``finals``: a whole word is pending in ``items``."""

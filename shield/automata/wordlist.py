@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from shield.automata.determinize import Matcher
 from shield.automata.expand import expand
+from shield.automata.leet_units import leet_words_pattern
 from shield.automata.letters import letter_matcher
 from shield.automata.limits import CompileLimits
 from shield.automata.normalize import (
@@ -127,6 +128,7 @@ def words_matcher(
         max_seconds=limits.max_rule_seconds,
         what=what,
         word_chars=word_code_points() if match.whole_word else frozenset(),
+        leet="leet" in norm,
     )
     return expand(letters, atoms, max_states=limits.max_dfa_states, what=what)
 
@@ -141,6 +143,12 @@ def words_pattern(words: Sequence[str], match: MatchOptions) -> Node:
     Returns:
         The AST: a trie of letter patterns, wrapped in whole-word assertions when asked.
     """
+    if "leet" in match.normalize:
+        unique = tuple(dict.fromkeys(words))
+        pattern = leet_words_pattern(unique, match.normalize, match.case_insensitive)
+        if match.whole_word:
+            pattern = Concat((Assert(NOT_AFTER_WORD_MASK), pattern, Assert(NOT_BEFORE_WORD_MASK)))
+        return pattern
     units: dict[str, Node] = {}
 
     def unit(letter: str) -> Node:
