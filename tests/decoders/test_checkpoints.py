@@ -217,3 +217,21 @@ def test_directory_without_weights_is_refused(single: Path, tmp_path: Path) -> N
     (directory / SINGLE_NAME).unlink()
     with pytest.raises(ModelLoadError, match="no weights"):
         load_model(directory)
+
+
+def test_the_command_line_generates_and_evaluates_from_a_directory(
+    single: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shield.cli import main
+
+    generate = ["generate", "--model", str(single), "--spec", "pii", "--prompt", "the cat"]
+    assert main([*generate, "--max-new-tokens", "4", "--temperature", "0", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["stats"]["generated_tokens"] == 4 and len(result["tokens"]) == 4
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("the cat\nhello\n", encoding="utf-8")
+    evaluate = ["eval", "--model", str(single), "--spec", "pii", "--prompts", str(prompts)]
+    out = tmp_path / "eval"
+    options = ["--strategies", "none,backtrack", "--max-new-tokens", "3", "--out", str(out)]
+    assert main([*evaluate, *options, "--no-plots", "--quiet"]) == 0
+    assert json.loads((out / "report.json").read_text())  # the report was written
