@@ -3,7 +3,8 @@
 The decodes run in a subprocess that asks XLA for 8 CPU devices (this test process has the 4 of
 ``tests/conftest.py``); it decodes the same batch on one device and on meshes of shape 2x4, 4x2
 and 1x8, plainly (sampled) and shielded (greedy backtracking with rollbacks that the test checks
-happened), with dense and int8 weights. The placement rules themselves are checked here.
+happened), with dense weights (int8 weights on the 1x8 mesh). The placement rules themselves
+are checked here.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def test_meshes_decode_the_same_tokens_as_one_device() -> None:
         single = runs.pop("single")
         # The scenario: the shielded batch rolled back on one device.
         assert sum(row["rollbacks"] for row in single["shielded"]) > 0, weights
-        assert set(runs) == {"2x4", "4x2", "1x8"}
+        assert set(runs) == ({"2x4", "4x2", "1x8"} if weights == "dense" else {"1x8"})
         for shape, sharded in runs.items():
             assert sharded["plain"] == single["plain"], (weights, shape)
             assert sharded["shielded"] == single["shielded"], (weights, shape)
