@@ -49,7 +49,7 @@ def judge() -> Judge:
     return Judge(compiled, compiled.lift(tokenizer().backend))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(deadline=None)
 @given(
     moves=st.lists(
         st.one_of(

@@ -97,7 +97,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     return scenario  # type: ignore[return-value]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios())
 def test_adapter_equals_reference(scenario: Scenario) -> None:
     adapter, reference = run_both(scenario)

@@ -58,7 +58,7 @@ def _walk(judge: Judge, response: list[int]) -> tuple[int, ...]:
     return state
 
 
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)
 @given(
     steps=st.lists(
         st.tuples(st.permutations(range(3)), st.lists(st.integers(3, 263), min_size=3, max_size=3)),
