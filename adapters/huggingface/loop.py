@@ -113,8 +113,8 @@ def generate(
         prefill_ids: token ids forced at the start of every response (part of the response:
             judged, and rolled back when it violates).
         eos_token_id: the end-of-sequence id(s); default the model's generation config's.
-        tokenizer: the model's tokenizer; needed to write the refusal (``on_exhausted =
-            "refuse"``); without it an exhausted row stops at its last accepted state.
+        tokenizer: the model's tokenizer; it writes the refusal, so it is required when the
+            spec refuses on exhaustion (``on_exhausted = "refuse"``) under a rewinding strategy.
         stream: receives text that can no longer be rolled back, as soon as it is final: a
             callable ``(row, text)``, or (batch 1) a transformers streamer with
             ``on_finalized_text`` such as ``TextIteratorStreamer``.
@@ -124,7 +124,8 @@ def generate(
         One :class:`~shield.result.GenerationResult` per row, in order.
 
     Raises:
-        DecoderError: bad arguments, or a cache that cannot be cropped under a rewinding strategy.
+        DecoderError: bad arguments (a refusing spec without a tokenizer), or a cache that cannot
+            be cropped under a rewinding strategy.
         ClassifierError: a classifier rule's scorer failed (fail closed).
 
     Example:
@@ -135,6 +136,15 @@ def generate(
     if strategy not in STRATEGIES:
         raise DecoderError(
             f"expected strategy one of {', '.join(STRATEGIES)}, received {strategy!r}."
+        )
+    if (
+        tokenizer is None
+        and strategy in REWINDING_STRATEGIES
+        and judge.policy.on_exhausted == "refuse"
+    ):
+        raise DecoderError(
+            "the spec answers with its refusal text when the budget runs out (on_exhausted = "
+            "'refuse'), and writing it needs the model's tokenizer; pass tokenizer=..."
         )
     sampling = sampling if sampling is not None else SamplingConfig(temperature=0.0)
     eos_ids = eos_ids_of(eos_token_id, model)

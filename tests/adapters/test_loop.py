@@ -154,3 +154,14 @@ def test_right_padding_and_unknown_strategy_are_refused() -> None:
     judge, _ = judges(scenario)
     with pytest.raises(DecoderError, match="strategy"):
         hf.generate(_model(scenario.table_seed, scenario), [[5]], judge=judge, strategy="beam")
+
+
+def test_a_refusing_spec_needs_the_tokenizer() -> None:
+    scenario = next(
+        s
+        for s in map(draw_scenario, map(RandomChooser, range(100)))
+        if s is not None and s.policy.on_exhausted == "refuse"
+    )
+    judge, _ = judges(scenario)
+    with pytest.raises(DecoderError, match="tokenizer"):
+        hf.generate(_model(scenario.table_seed, scenario), [[5]], judge=judge, eos_token_id=EOS)
