@@ -8,15 +8,19 @@ can still be reached) and the set of kinds the next symbol may have (what a pass
 still waits for). A character consumes a code point of an allowed kind; an assertion narrows the
 set; the walk records, for each state, the term matching the text read so far.
 
-:func:`detections` turns a pattern into the two languages every rule is built from, for a text
-that starts after a symbol of a given kind (``PREV_BEGIN`` at the start of the text, or the kind
-of the symbol that detected a previous match, after which our matchers restart):
+:func:`detections` gives, for a text that starts after a symbol of a given kind (``PREV_BEGIN``
+at the start of the text, or the kind of the byte that detected a previous match, after which our
+matchers restart), the texts that end right after a match, by what the match still waits for.
+Every rule is built from three languages derived from them (:class:`Detections`):
 
 - ``at_byte``: texts whose last byte *detects* a match: the match's last byte when nothing is
   pending, or the byte after it that a pending end assertion accepts;
-- ``at_end``: texts after which END detects a match (a pending assertion that accepts END).
+- ``at_end``: texts after which END detects a match (a pending assertion that accepts END);
+- ``contained``: texts that hold a detected match anywhere.
 
-This is exactly when the matcher DFA of :mod:`shield.automata.determinize` detects.
+This is exactly when the matcher DFA of :mod:`shield.automata.determinize` detects. Regexes read
+byte kinds; a word list's whole words read character kinds (:class:`~shield.export.terms.
+Boundaries`), for which only ``contained`` is exact.
 """
 
 from __future__ import annotations
