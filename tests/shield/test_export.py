@@ -46,7 +46,6 @@ from tests.shield.export_support import (
     utf8_after,
 )
 
-LIBRARY = ("pii", "secrets", "toxicity")
 #: Cyrillic look-alikes of a few Latin letters (Unicode's confusables data maps them so).
 LOOKALIKES = {
     "a": "\u0430",
@@ -97,7 +96,9 @@ def _pieces(compiled: shield.Shield) -> st.SearchStrategy[str]:
     return st.one_of(options)
 
 
-@pytest.mark.parametrize("name", LIBRARY)
+@pytest.mark.parametrize(
+    "name", ["pii", "secrets", pytest.param("toxicity", marks=pytest.mark.slow)]
+)
 def test_library_specs_round_trip_through_llguidance(
     name: str, library: Callable[[str], shield.Shield]
 ) -> None:
@@ -273,6 +274,7 @@ def _mask_agreement(
     return seen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ("pii", "secrets"))
 def test_mask_equals_the_shields_mask_on_smollm2(
     name: str, library: Callable[[str], shield.Shield]
@@ -293,6 +295,7 @@ def test_mask_equals_the_shields_mask_on_smollm2(
     assert seen["blocked"] > 0, seen  # the rules did block tokens on these prefixes
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 @given(spec=small_specs(), samples=st.lists(texts(8), min_size=2, max_size=2))
 def test_random_spec_masks_equal_the_shields_on_smollm2(
