@@ -13,6 +13,7 @@ rule and per normalisation and rewrites the list (``--write-allowed``) after a r
 from __future__ import annotations
 
 import bisect
+import functools
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,14 @@ LIBRARY = ("toxicity", "pii", "secrets")  # the toxicity spec first (a shared fi
 N_WORDS = 100_000
 
 
+@functools.cache
+def _lists(dfa: DFA) -> tuple[list[list[int]], list[int], list[bool]]:
+    """The tables as Python lists (a DFA is hashed by identity), for a fast byte loop."""
+    return dfa.transitions.tolist(), dfa.classes.tolist(), dfa.accepting.tolist()
+
+
 def _detections(dfa: DFA, data: bytes) -> list[int]:
-    table, classes = dfa.transitions.tolist(), dfa.classes.tolist()
-    accepting = dfa.accepting.tolist()
+    table, classes, accepting = _lists(dfa)
     state, out = dfa.initial, []
     for i, byte in enumerate(data):
         state = table[state][classes[byte]]
