@@ -72,3 +72,29 @@ def test_changed_settings_are_refused_with_exit_2(
     assert main([*argv, "--quiet", "--seed", "3"]) == 2
     err = capsys.readouterr().err
     assert "choose another --out or delete" in err and "seed 0 -> 3" in err
+
+
+def test_preset_fills_in_the_protocol_and_options_still_win(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "demo.toml"
+    spec.write_text(SPEC, encoding="utf-8")
+    _fake(monkeypatch, FakeBackend())
+    out = tmp_path / "attacks"
+    argv = ["eval", "--spec", str(spec), "--preset", "prefill-attacks", "--limit", "3",
+            "--max-new-tokens", "8", "--weights", "int8", "--out", str(out), "--no-plots"]  # fmt: skip
+    assert main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    # The preset's prompts and K; the command line's N and weights.
+    assert Path(config["prompts_path"]).name == "prefill_attacks_dev.jsonl"
+    assert (config["samples"], config["max_new_tokens"], config["weights"]) == (1, 8, "int8")
+    assert "## Prefilling attacks (3 attacked samples" in capsys.readouterr().out
+
+
+def test_neither_prompts_nor_preset_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "demo.toml"
+    spec.write_text(SPEC, encoding="utf-8")
+    assert main(["eval", "--spec", str(spec), "--out", str(tmp_path / "o")]) == 2
+    assert "expected --prompts FILE or --preset NAME" in capsys.readouterr().err
