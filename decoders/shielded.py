@@ -155,7 +155,8 @@ def generate_shielded(
     finally:
         if verdicts is not None:
             verdicts.close()
-    results = _collect(host, prepared.rows, state, carry, strategy, time.perf_counter() - began)
+    wall = time.perf_counter() - began
+    results = _collect(host, prepared.rows, state, carry, strategy, wall, verdicts)
     for text_stream, result in zip(streams, results, strict=False):
         text_stream.close(result.text)
     return results
@@ -192,6 +193,7 @@ def _collect(
     carry: ShieldCarry,
     strategy: str,
     wall: float,
+    verdicts: VerdictQueue | None = None,
 ) -> list[GenerationResult]:
     """One result per real row: the device's tokens, or the reference's for stopped rows."""
     judge = host.machine.judge
@@ -207,7 +209,10 @@ def _collect(
             ids = tuple(int(t) for t in tokens[b, starts[b] : cursors[b]])
             reason, text = FINISH_REASONS.get(int(finishes[b]), "budget"), judge.detokenize(ids)
             if reason == "budget":  # the host's round bound ran out (never expected): fail closed
-                ids = ids[: judge.safe_prefix(ids, states_along(judge, ids), limit=len(ids))]
+                # ... and never past a window whose verdict is still pending.
+                pending = verdicts.pending(b) if verdicts is not None else ()
+                limit = min((w.start for w in pending), default=len(ids))
+                ids = ids[: judge.safe_prefix(ids, states_along(judge, ids), limit=limit)]
                 text = judge.detokenize(ids)
         events = list(row.events)
         if strategy == "mask":
