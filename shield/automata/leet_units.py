@@ -1,21 +1,26 @@
-"""Leetspeak without model numbers: no leet digit right after a match's leading capitals.
+"""Leetspeak without model numbers and numbers: two rules on the digits that stand for letters.
 
 Leetspeak lets digits stand for letters (``5`` for s, ``0`` for o), so, matched naively, the model
 number ``A55`` spells ``ass`` (issue 15: "The Samsung Galaxy A55 has a good camera." was flagged),
-and so do ``B00B`` or ``SH1T``. A model number is capitals followed by digits, so the rule is:
-when a match begins with capital letters (ASCII ``A-Z``), the next letter after them is not a
-*leet digit* (an ASCII digit standing for a letter other than itself). ``a55``, ``@55``, ``455``,
-``sh1t``, ``Sh1t`` and ``4S4nch3z`` still spell words; ``A55``, ``B00B``, ``SH1T`` and ``GTX1080``
-do not. Combining marks and gap characters between letters neither start nor end the run.
+and so do ``B00B``, ``SH1T`` and the numbers ``455`` and ``8008``. A *leet digit* is an ASCII digit
+standing for a letter other than itself. The rules:
 
-The matcher keeps the rule as a bit of each item ("every letter so far is a capital", see
-:mod:`shield.automata.letters`); this module builds the same language as a pattern AST for
-:func:`shield.automata.wordlist.words_pattern` (reverse scans, full spans and the differential
-tests), tracking the same context through each letter: START (no letter yet), CAPS (only
-capitals so far) and FREE. Every letter set splits into its capitals ``U``, its leet digits ``D``
-and the rest ``N``; a letter (one character, or several with ``repeats``, each followed by any
-combining marks with ``diacritics``) is the union of its spellings from a start context to an end
-context.
+- when a match begins with capital letters (ASCII ``A-Z``), the letter right after them is not a
+  leet digit (model numbers are capitals followed by digits: ``A55``, ``GTX1080``);
+- a match made of leet digits only is a number, not a word (``455``, ``5318008``).
+
+``a55``, ``@55``, ``45s``, ``sh1t``, ``Sh1t`` and ``4S4nch3z`` still spell words; ``A55``,
+``B00B``, ``SH1T``, ``455`` and ``8008`` do not. Combining marks and gap characters between
+letters neither start nor end a run.
+
+The matcher keeps the rules as a context of each item (see :mod:`shield.automata.letters`); this
+module builds the same language as a pattern AST for :func:`shield.automata.wordlist.words_pattern`
+(reverse scans, full spans and the differential tests), tracking the same context through each
+letter: START (no letter yet), CAPS (only capitals so far), NUMBER (only leet digits so far) and
+FREE. Every letter set splits into its capitals ``U``, its leet digits ``D`` and the rest ``N``; a
+letter (one character, or several with ``repeats``, each followed by any combining marks with
+``diacritics``) is the union of its spellings from a start context to an end context, and a word
+may end in any context but NUMBER.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ __all__ = ["leet_digits", "leet_words_pattern"]
 
 _UPPER = frozenset(map(ord, string.ascii_uppercase))
 _DIGITS = frozenset(map(ord, string.digits))
-#: Contexts: no letter of the match read yet, only capitals read, anything else.
-_START, _CAPS, _FREE = 0, 1, 2
+#: Contexts: no letter of the match read yet, only capitals, only leet digits, anything else.
+_START, _CAPS, _NUMBER, _FREE = 0, 1, 2, 3
 
 
 def leet_digits(letter: str, points: frozenset[int]) -> frozenset[int]:
@@ -94,21 +99,29 @@ class _Letter:
 
     def unit(self, start: int, end: int) -> Node | None:
         """The spellings from context ``start`` to context ``end`` (None when there are none)."""
-        if start == _FREE:
-            if end != _FREE:
-                return None
-            return _plus(self.any) if self.repeats else self.any
-        if end == _CAPS:
-            return _plus(self.upper) if self.repeats else self.upper
-        if end == _START:
+        if end == _START or (start == _FREE and end != _FREE):
             return None
-        # From START or CAPS to FREE: leading capitals, then a letter that ends the run (a leet
-        # digit only when no capital came first: from START), then anything.
-        leave = _alt(self.rest, self.digit) if start == _START else self.rest
+        if start == _FREE:
+            return _plus(self.any) if self.repeats else self.any
+        if end in (_CAPS, _NUMBER):
+            same = self.upper if end == _CAPS else self.digit
+            if start not in (_START, end):
+                return None
+            return _plus(same) if self.repeats else same
+        # To FREE from START, CAPS or DIGITS: the first character that ends the run (after
+        # capitals: not a leet digit; after leet digits: a capital or another letter), then any.
+        if start == _NUMBER:
+            leave = _alt(self.upper, self.rest)
+            run = self.digit
+        else:
+            leave = self.rest
+            run = self.upper
         if not self.repeats:
             return leave
-        after_caps = _cat(_plus(self.upper), self.rest)
-        return _cat(_alt(leave, after_caps), _star(self.any))
+        first = _cat(_star(run), leave)
+        if start == _START:  # leading leet digits, then a capital or another letter
+            first = _alt(first, _cat(_plus(self.digit), _alt(self.upper, self.rest)))
+        return _cat(first, _star(self.any))
 
 
 def leet_words_pattern(
@@ -146,18 +159,20 @@ def leet_words_pattern(
             branches = [
                 _cat(letter_of(c).unit(ctx, end), continuation(child, end))
                 for c, (child,) in node.items()
-                for end in (_CAPS, _FREE)
+                for end in (_CAPS, _NUMBER, _FREE)
             ]
             memo[key] = _alt(*branches)
         return memo[key]
 
     def continuation(node: dict, ctx: int) -> Node | None:
-        if not node:
-            return Concat(())
+        if not node:  # a leaf: the end of a word
+            return Concat(()) if ctx != _NUMBER else None
         more = below(node, ctx)  # a gap keeps the context
         if gap is not None:
             more = _cat(gap, more)
-        return _alt(Concat(()), more) if id(node) in ends else more
+        # A match of leet digits only is a number, not a word.
+        done = id(node) in ends and ctx != _NUMBER
+        return _alt(Concat(()), more) if done else more
 
     pattern = below(trie, _START)
     assert pattern is not None  # every word has a spelling: its own letters

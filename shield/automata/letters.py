@@ -39,6 +39,7 @@ from shield.errors import CompileError
 __all__ = ["Atoms", "LetterMatcher", "letter_matcher", "make_atoms"]
 
 _L, _G1, _G2 = 0, 1, 2  # item phases: after a letter, in a gap before a separator, after one
+_FREE, _CAPS, _NUMBER = 0, 1, 2  # item contexts of leetspeak's rules (leet_units)
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,17 +146,25 @@ class _Model:
     capitals: frozenset[int]  # the atoms of uppercase ASCII letters (leet only)
 
     def moves(self, item: int) -> dict[int, list[int]]:
-        """Item → atom → items. An item is ``(node * 3 + phase) * 2 + caps``: ``caps`` says that
-        every letter of the match so far is a capital, so no leet digit may come next."""
-        base, caps = divmod(item, 2)
+        """Item → atom → items. An item is ``(node * 3 + phase) * 3 + context``, the context of
+        leetspeak's rules (:mod:`shield.automata.leet_units`): every letter of the match so far is
+        a capital (no leet digit may come next), or a leet digit (the match is not a word yet)."""
+        base, context = divmod(item, 3)
         node, phase = divmod(base, 3)
         out: dict[int, list[int]] = {}
 
         def letter_moves(letter: str, target: int) -> None:
-            barred = self.leet_atoms.get(letter, frozenset()) if caps else frozenset()
-            for atom in self.letter_atoms[letter] - barred:
-                upper = atom in self.capitals and (caps or node == 0)
-                out.setdefault(atom, []).append(target * 2 + upper)
+            leet = self.leet_atoms.get(letter, frozenset())
+            for atom in self.letter_atoms[letter]:
+                if context == _CAPS and atom in leet:
+                    continue
+                if atom in self.capitals and context in (_CAPS, _FREE) and (context or not node):
+                    after = _CAPS  # a capital at the start, or after capitals only
+                elif atom in leet and (context == _NUMBER or not node):
+                    after = _NUMBER  # a leet digit at the start, or after leet digits only
+                else:
+                    after = _FREE
+                out.setdefault(atom, []).append(target * 3 + after)
 
         for letter, child in self.children[node].items():
             letter_moves(letter, child * 3 + _L)
@@ -169,9 +178,9 @@ class _Model:
                 out.setdefault(atom, []).append(item)
         if more and phase in (_L, _G1):
             for atom in self.zero_width:
-                out.setdefault(atom, []).append((node * 3 + _G1) * 2 + caps)
+                out.setdefault(atom, []).append((node * 3 + _G1) * 3 + context)
             for atom in self.separators:
-                out.setdefault(atom, []).append((node * 3 + _G2) * 2 + caps)
+                out.setdefault(atom, []).append((node * 3 + _G2) * 3 + context)
         if more and phase == _G2:
             for atom in self.zero_width:
                 out.setdefault(atom, []).append(item)
@@ -308,7 +317,8 @@ class _Crawl:
 
     def has_final(self, items: frozenset[int]) -> bool:
         final = self.model.final
-        return any(final[i // 6] for i in items if i // 2 % 3 == _L)
+        # A match of leet digits only is a number, not a word (455, 8008).
+        return any(final[i // 9] for i in items if i // 3 % 3 == _L and i % 3 != _NUMBER)
 
     def step(self, items: frozenset[int], prev: int, atom: int, finals: bool) -> tuple:
         """The key after ``atom``; ``finals``: a whole word is pending in ``items``."""

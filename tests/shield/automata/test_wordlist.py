@@ -140,7 +140,9 @@ def _python_words(words: tuple[str, ...], norm: frozenset[str], ci: bool) -> re.
     def unit(letter: str) -> str:
         points = {cp for lo, hi in letter_set(letter, norm, ci).ranges for cp in range(lo, hi + 1)}
         marks = "[\\u0300-\\u036f]*" if "diacritics" in norm else ""
-        one = f"(?:{_class(points)}{marks})"  # no capitals in the text: no capital-digit rule
+        # No capitals and no leet digit of a, b, s in the text: leetspeak's capital and number
+        # rules never apply here (the subset-construction test covers them).
+        one = f"(?:{_class(points)}{marks})"
         return f"{one}+" if "repeats" in norm else one
 
     zw = f"{_class(map(ord, ZERO_WIDTH))}*" if "zero_width" in norm else ""
@@ -154,7 +156,7 @@ def _python_words(words: tuple[str, ...], norm: frozenset[str], ci: bool) -> re.
 
 #: Letters of the words, their look-alikes (``а`` Cyrillic, ``ɑ``, ``ｂ``), a look-alike of no
 #: letter of the words (``ρ``), a neutral letter (``中``), separators, marks, an accented letter.
-_UNICODE_TEXT = "abs15 .а\u0251\uff42\u03c1\u4e2d\u200b\u0301\u00e1@"
+_UNICODE_TEXT = "abs1 .а\u0251\uff42\u03c1\u4e2d\u200b\u0301\u00e1@"
 
 
 @given(
@@ -211,18 +213,19 @@ def leet_guard():  # type: ignore[no-untyped-def]
 def test_samsung_galaxy_a55_is_not_leetspeak_for_ass(leet_guard) -> None:  # type: ignore[no-untyped-def]
     """Issue 15: "The Samsung Galaxy A55 has a good camera." was flagged (A55 read as ass)."""
     # The scenario: leetspeak is on and the same letters in other shapes are caught.
-    for text in ("a55", "@55", "455", "4S5", "a$$", "sh1t", "Sh1t", "b00b", "ass", "ASS", "aS5"):
+    for text in ("a55", "@55", "45s", "4S5", "a$$", "sh1t", "Sh1t", "b00b", "ass", "ASS", "aS5"):
         assert leet_guard.first_violation(text.encode(), final=True) is not None, text
     for text in (
         "The Samsung Galaxy A55 has a good camera.",
         "A55 B52 B00B SH1T A5S B5Z S3X AA55",
+        "Room 455, flight 8008, 5318008 and 7175.",
     ):
         assert leet_guard.first_violation(text.encode(), final=True) is None, text
 
 
-@given(st.from_regex(r"[A-Z]{1,3}[0-9]{1,4}", fullmatch=True))
+@given(st.from_regex(r"[A-Z]{0,3}[0-9]{1,7}", fullmatch=True))
 @settings(max_examples=60)
-def test_model_numbers_never_spell_a_word(model: str) -> None:
+def test_model_numbers_and_numbers_never_spell_a_word(model: str) -> None:
     guard = words_shield(
         ("ass", "boob", "sis", "tit", "gag", "bob", "zoo", "lol"),
         case_insensitive=True,
