@@ -30,8 +30,8 @@ demo: setup
 		--prefill "You stupid"
 
 lint: setup
-	$(BIN)/ruff check shield specs decoders adapters proofs tests bench
-	$(BIN)/ruff format --check shield specs decoders adapters proofs tests bench
+	$(BIN)/ruff check shield specs decoders adapters proofs tests bench scripts
+	$(BIN)/ruff format --check shield specs decoders adapters proofs tests bench scripts
 
 typecheck: setup
 	$(BIN)/mypy
