@@ -454,16 +454,44 @@ def reference_generate(
     Example:
         >>> result = reference_generate(model, [1, 2], judge=judge, eos_id=0, settings=ReferenceSettings())  # doctest: +SKIP
     """
-    started = time.perf_counter()
     machine = Machine(judge, eos_id, settings, prefill, encode)
+    return drive(machine, next_logits, prompt, stream=stream, sampler=sampler)
+
+
+def drive(
+    machine: Machine,
+    next_logits: NextLogits,
+    prompt: Sequence[int],
+    *,
+    stream: Callable[[str], None] | None = None,
+    sampler: Sampler | None = None,
+) -> GenerationResult:
+    """Run one row's machine to the end, drawing from ``next_logits``: the one reference driver.
+
+    :func:`reference_generate` and the transformers adapter (whose models may have several
+    end-of-sequence ids) both run their machines through it.
+
+    Args:
+        machine: the row's transition system (judge, EOS ids, settings, prefill, encoder).
+        next_logits: the logits after a token prefix (prompt + kept response).
+        prompt: the prompt's token ids.
+        stream: receives each piece of text as soon as it can no longer be rolled back.
+        sampler: the draw (see :func:`reference_generate`); by default
+            :func:`~shield.sampling.sample_token` keyed by the row's seed, position and attempt.
+
+    Returns:
+        The row's :class:`~shield.result.GenerationResult`.
+    """
+    started = time.perf_counter()
+    settings = machine.settings
     current: Config | Finished = machine.initial()
     released = TextStream(stream) if stream is not None else None
-    for _ in range(machine.fuel):
+    for _ in range(machine.fuel):  # every transition is a step, a forced token or a rewind
         if isinstance(current, Finished):
             break
         if released is not None:
             current = machine.release(current)
-            released.update(judge.detokenize(current.kept[: current.released]))
+            released.update(machine.judge.detokenize(current.kept[: current.released]))
         action = machine.action(current)
         if action == "end":
             current = machine.end(current)
@@ -487,15 +515,15 @@ def reference_generate(
                 )
             current = machine.read(current, token, forced=False)
     if not isinstance(current, Finished):  # unreachable by the termination theorem; fail closed
-        current = machine.exhausted(current, Failure(tokens=(eos_id,), start=0, rule="fuel"))
+        failure = Failure(tokens=(machine.eos_ids[0],), start=0, rule="fuel")
+        current = machine.exhausted(current, failure)
     if released is not None:
         released.close(current.text)
     config = current.config
-    kept = len(current.tokens)
     stats = GenerationStats.count(
         generated=config.steps,
         forced=config.forced,
-        kept=kept,
+        kept=len(current.tokens),
         ended_by_eos=current.reason == "eos",
         refused=current.reason == "refused",
         rollbacks=config.trace.rollbacks,

@@ -16,29 +16,23 @@ rewind independently), each with its own cache. Random draws are keyed by
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import Any
 
-import numpy as np
 import torch
 
 from adapters.huggingface.binding import eos_ids_of, refusal_encoder
 from adapters.huggingface.cache import CachedPrefix
 from adapters.huggingface.streaming import text_sink
-from shield.controller import Failure
 from shield.errors import DecoderError
 from shield.judge import Judge
-from shield.reference import Config, Finished, Machine, ReferenceSettings
+from shield.reference import Machine, ReferenceSettings, drive
 from shield.result import (
     REWINDING_STRATEGIES,
     STRATEGIES,
-    FinishReason,
     GenerationResult,
-    GenerationStats,
-    TextStream,
 )
-from shield.sampling import SamplingConfig, sample_token
+from shield.sampling import SamplingConfig
 
 __all__ = ["drive", "generate", "prompt_rows"]
 
@@ -174,78 +168,3 @@ def generate(
         if close is not None:  # a transformers streamer learns that the row ended
             close()
     return results
-
-
-def drive(
-    machine: Machine,
-    next_logits: Callable[[Sequence[int]], np.ndarray],
-    prompt: Sequence[int],
-    *,
-    stream: Callable[[str], None] | None = None,
-) -> GenerationResult:
-    """Run one row's reference machine to the end, drawing from ``next_logits``.
-
-    This is :func:`shield.reference.reference_generate`'s driver, for a machine with several
-    end-of-sequence ids: the same actions, transitions, draws (keyed by the row's seed, the
-    position and the attempt) and release rule.
-
-    Args:
-        machine: the row's transition system (judge, EOS ids, settings, prefill, encoder).
-        next_logits: the logits after a token prefix (prompt + kept response).
-        prompt: the prompt's token ids.
-        stream: receives each piece of text as soon as it can no longer be rolled back.
-
-    Returns:
-        The row's :class:`~shield.result.GenerationResult`.
-    """
-    started = time.perf_counter()
-    settings, judge = machine.settings, machine.judge
-    current: Config | Finished = machine.initial()
-    released = TextStream(stream) if stream is not None else None
-    for _ in range(machine.fuel):  # every transition is a step, a forced token or a rewind
-        if isinstance(current, Finished):
-            break
-        if released is not None:
-            current = machine.release(current)
-            released.update(judge.detokenize(current.kept[: current.released]))
-        action = machine.action(current)
-        if action == "end":
-            current = machine.end(current)
-        elif isinstance(action, int):
-            current = machine.read(current, action, forced=True)
-        elif action.blocked.all():
-            current = machine.stuck(current)
-        else:
-            logits = np.asarray(next_logits([*prompt, *current.kept]), dtype=np.float64)
-            token = sample_token(
-                logits,
-                action.blocked,
-                settings.sampling,
-                seed=settings.seed,
-                position=len(current.kept),
-                attempt=current.attempt,
-            )
-            current = machine.read(current, token, forced=False)
-    if not isinstance(current, Finished):  # unreachable (termination theorem); fail closed
-        failure = Failure(tokens=(machine.eos_ids[0],), start=0, rule="fuel")
-        current = machine.exhausted(current, failure)
-    if released is not None:
-        released.close(current.text)
-    config = current.config
-    stats = GenerationStats.count(
-        generated=config.steps,
-        forced=config.forced,
-        kept=len(current.tokens),
-        ended_by_eos=current.reason == "eos",
-        refused=current.reason == "refused",
-        rollbacks=config.trace.rollbacks,
-        max_rollback=config.trace.max_rollback,
-        wall_seconds=time.perf_counter() - started,
-    )
-    return GenerationResult(
-        text=current.text,
-        finish_reason=cast(FinishReason, current.reason),
-        tokens=current.tokens,
-        stats=stats,
-        events=config.events,
-    )
