@@ -41,6 +41,7 @@ __all__ = [
     "WordsRule",
     "check_unique_ids",
     "repeated_rule_id",
+    "rule_kind",
 ]
 
 #: What a rule id must look like: it appears in messages (``rule ID: ...``) and JSON output, and
@@ -372,6 +373,29 @@ class ClassifierRule:
 
 AutomatonRule = WordsRule | RegexRule | LiteralRule | AfterRule | AtMostRule | MaxLengthRule
 Rule = AutomatonRule | ClassifierRule
+
+#: The spec language's name of each rule kind (the ``kind`` key of a ``[[rule]]`` table).
+_KIND_NAMES: dict[type, str] = {
+    WordsRule: "words",
+    RegexRule: "regex",
+    LiteralRule: "literal",
+    AfterRule: "after",
+    AtMostRule: "at_most",
+    MaxLengthRule: "max_length",
+    ClassifierRule: "classifier",
+}
+
+
+def rule_kind(rule: Rule) -> str:
+    """The spec language's name of ``rule``'s kind (``"words"``, ``"regex"``, ...).
+
+    Args:
+        rule: a rule value.
+
+    Returns:
+        Its kind's name, as a spec writes it.
+    """
+    return _KIND_NAMES[type(rule)]
 
 
 def repeated_rule_id(rules: Iterable[Rule]) -> tuple[int, int] | None:

@@ -18,13 +18,13 @@ from shield.rules import (
     AfterRule,
     AtMostRule,
     ClassifierRule,
-    LiteralRule,
     MatchOptions,
     MaxLengthRule,
     Pattern,
     RegexRule,
     Rule,
     WordsRule,
+    rule_kind,
 )
 
 HELP = "validate and analyse a spec (rules, automaton sizes, warnings)"
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     for rule in spec.rules:
         item = reports.get(rule.id)
         size = f"{item.states} states" if item is not None else "host-side scorer"
-        print(f"  {rule.id:<{width}}  {_kind(rule):<10}  {size:>16}  {describe_rule(rule)}")
+        print(f"  {rule.id:<{width}}  {rule_kind(rule):<10}  {size:>16}  {describe_rule(rule)}")
         where = _where(spec.source, spec.line_of(rule.id), rule.id)
         warnings += [f"{where}: {finding}" for finding in (item.warnings if item else ())]
     for finding in report.warnings:
@@ -98,19 +98,6 @@ def describe_rule(rule: Rule) -> str:
     if isinstance(rule, AtMostRule):
         return f"more than {rule.count} x {_pattern(rule.pattern)}"
     return _pattern(rule)
-
-
-def _kind(rule: Rule) -> str:
-    kinds = {
-        WordsRule: "words",
-        RegexRule: "regex",
-        LiteralRule: "literal",
-        AfterRule: "after",
-        AtMostRule: "at_most",
-        MaxLengthRule: "max_length",
-        ClassifierRule: "classifier",
-    }
-    return kinds[type(rule)]
 
 
 def _pattern(pattern: Pattern) -> str:

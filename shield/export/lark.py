@@ -42,19 +42,11 @@ from shield.rules import (
     RegexRule,
     Rule,
     WordsRule,
+    rule_kind,
 )
 
 __all__ = ["LarkExport", "NotCarried", "export_lark"]
 
-_KINDS = {
-    WordsRule: "words",
-    RegexRule: "regex",
-    LiteralRule: "literal",
-    AfterRule: "after",
-    AtMostRule: "at_most",
-    MaxLengthRule: "max_length",
-    ClassifierRule: "classifier",
-}
 _CLASSIFIER_REASON = (
     "a classifier rule is scored by a model on the host at scope boundaries; a grammar cannot"
     " call a model, so only the backtracking decoders enforce it"
@@ -140,7 +132,7 @@ def export_lark(shield: Shield, *, limits: CompileLimits = DEFAULT_LIMITS) -> La
     notes: dict[str, str] = {}
     exporter = _Exporter(limits)
     for rule in shield.rules:
-        kind = _KINDS[type(rule)]
+        kind = rule_kind(rule)
         if isinstance(rule, ClassifierRule):
             skipped.append(NotCarried(rule.id, kind, _CLASSIFIER_REASON))
             continue
