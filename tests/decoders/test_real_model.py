@@ -63,7 +63,7 @@ def test_load_is_complete_and_warm_load_is_fast(
         raise AssertionError(f"a warm load must read the cache, not convert {path} again")
 
     # Speed is measured by bench/bench_decoder.py; here: the second load never converts again.
-    monkeypatch.setattr("decoders.loading._convert", no_conversion)
+    monkeypatch.setattr("decoders.loading.read_gguf", no_conversion)
     warm, _ = load_model("smollm2")
     np.testing.assert_array_equal(warm.params.layers[3].wqkv, model.params.layers[3].wqkv)
 
