@@ -1,7 +1,8 @@
 """Classifier scorers: host-side functions that map a batch of texts to probabilities.
 
-A scorer is named in a spec as ``"profanity-check"`` (the bundled default: ``alt-profanity-check``,
-a linear model over TF-IDF that ships its weights) or as ``"module:function"``, a function that
+A scorer is named in a spec as ``"profanity-check"`` (the bundled default: ``alt-profanity-check``'s
+linear model over TF-IDF, scored from its arrays in ``shield/data/profanity_check.npz``, so neither
+the package nor scikit-learn is imported at run time) or as ``"module:function"``, a function that
 takes a list of texts and returns one probability in [0, 1] per text. Every answer is checked: a
 scorer that raises, returns the wrong number of scores, or returns NaN or a value outside [0, 1]
 makes the caller fail closed with :class:`~shield.errors.ClassifierError`; nothing is let through
@@ -12,69 +13,115 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 from shield.errors import ClassifierError
 from shield.rules import PROFANITY_CHECK, SCORER_REFERENCE, ClassifierRule
+from shield.store import read_entry
 
-__all__ = ["BUILTIN_SCORERS", "Judgement", "Scorer", "judge", "resolve_scorer", "score"]
+__all__ = [
+    "BUILTIN_SCORERS",
+    "PROFANITY_ARRAYS",
+    "PROFANITY_KEY",
+    "Judgement",
+    "Scorer",
+    "judge",
+    "resolve_scorer",
+    "score",
+]
 
 Scorer = Callable[[list[str]], Sequence[float]]
 
 
-@dataclass(frozen=True)
-class _LinearSigmoidEnsemble:
-    """profanity-check's model in closed form: TF-IDF features, then per member a linear score
-    ``f = x·w + c`` calibrated as ``expit(-(a f + b))``, averaged over the members.
+#: profanity-check's model as plain arrays (``scripts/extract_profanity_check.py`` writes it from
+#: the ``alt-profanity-check`` package; its metadata records the package version and license).
+PROFANITY_ARRAYS = Path(__file__).resolve().parent / "data" / "profanity_check.npz"
+#: The key of that :mod:`shield.store` entry.
+PROFANITY_KEY = "profanity-check"
 
-    The same arithmetic as scikit-learn's ``CalibratedClassifierCV.predict_proba`` for sigmoid
-    calibration of linear members, in the same order (so equal to the bit; tested), without its
-    per-call input validation, which costs ~10x the arithmetic on the few sentences a decoding
-    event scores.
+
+@dataclass(frozen=True)
+class _ProfanityArrays:
+    """profanity-check's model scored from arrays: TF-IDF features, then per member a linear
+    score ``f = x·w + c`` calibrated as ``expit(-(a f + b))``, averaged over the members.
+
+    The arithmetic of scikit-learn's ``TfidfVectorizer.transform`` and
+    ``CalibratedClassifierCV.predict_proba`` for this model, in the same order (counts times idf,
+    an L2 norm summed in feature order, each dot product summed in feature order, members summed
+    in order), so the probabilities equal the package's own (tested against it). Scoring needs
+    neither scikit-learn nor SciPy: importing them to unpickle the package's model cost about
+    1.5 s of every start.
     """
 
-    vectorizer: object
-    members: tuple[tuple[object, float, float, float], ...]  # (coef [F], intercept, a, b)
+    token_pattern: re.Pattern[str]
+    index: dict[str, int]  # word -> feature
+    idf: tuple[float, ...]
+    members: tuple[tuple[tuple[float, ...], float, float, float], ...]  # (coef, intercept, a, b)
+
+    def probability(self, text: str) -> float:
+        """The probability that ``text`` is offensive (the package's ``predict_prob``)."""
+        counts: dict[int, int] = {}
+        for token in self.token_pattern.findall(text.lower()):
+            feature = self.index.get(token)  # stop words are never features (checked at extraction)
+            if feature is not None:
+                counts[feature] = counts.get(feature, 0) + 1
+        features = sorted(counts)
+        values = [float(counts[f]) * self.idf[f] for f in features]
+        squares = 0.0
+        for value in values:
+            squares += value * value
+        if squares != 0.0:
+            norm = math.sqrt(squares)
+            values = [value / norm for value in values]
+        total = 0.0
+        for coef, intercept, a, b in self.members:
+            dot = 0.0
+            for feature, value in zip(features, values, strict=True):
+                dot += value * coef[feature]
+            calibrated = -(a * (dot + intercept) + b)
+            total += 1.0 / (1.0 + math.exp(-calibrated))  # SciPy's expit, as scikit-learn calls it
+        return total / len(self.members)
 
     def __call__(self, texts: list[str]) -> Sequence[float]:
-        from scipy.special import expit
-
-        features = self.vectorizer.transform(texts)  # type: ignore[attr-defined]
-        calibrated = [
-            expit(-(a * (features @ coef + intercept) + b))
-            for coef, intercept, a, b in self.members
-        ]
-        total = calibrated[0]
-        for more in calibrated[1:]:  # summed in member order, as scikit-learn does
-            total = total + more
-        return [float(p) for p in total / len(self.members)]
+        return [self.probability(text) for text in texts]
 
 
 @cache
-def _profanity_model() -> Scorer:
-    """The closed form of profanity-check's model, or its own ``predict_prob`` when the model
-    is not the expected sigmoid-calibrated ensemble of binary linear classifiers."""
-    from profanity_check import predict_prob
-    from profanity_check import profanity_check as package
+def _profanity_model() -> _ProfanityArrays:
+    """profanity-check's model, read once from :data:`PROFANITY_ARRAYS`.
 
-    model = package.model
-    try:
-        members = []
-        for member in model.calibrated_classifiers_:
-            (calibrator,) = member.calibrators  # binary: one calibrator per member
-            coef = member.estimator.coef_
-            if member.method != "sigmoid" or coef.shape[0] != 1:
-                raise ValueError("not a binary sigmoid-calibrated linear member")
-            members.append(
-                (coef[0], float(member.estimator.intercept_[0]), calibrator.a_, calibrator.b_)
-            )
-        if not members or list(model.classes_) != [0, 1]:
-            raise ValueError("not a binary ensemble")
-    except (AttributeError, ValueError, TypeError):
-        return lambda texts: [float(p) for p in predict_prob(texts)]
-    return _LinearSigmoidEnsemble(package.vectorizer, tuple(members))
+    Raises:
+        ClassifierError: the file is missing or fails its checks.
+    """
+    entry = read_entry(PROFANITY_ARRAYS, PROFANITY_KEY)
+    if entry.status != "hit":
+        raise ClassifierError(
+            f"profanity-check: expected its model arrays in {PROFANITY_ARRAYS}; the file is "
+            f"{entry.status} {entry.reason}. Regenerate it with "
+            "scripts/extract_profanity_check.py (needs alt-profanity-check installed)."
+        )
+    arrays = entry.arrays
+    words = arrays["words"].tobytes().decode("utf-8").split("\n")
+    members = tuple(
+        (tuple(coef), float(intercept), float(a), float(b))
+        for coef, intercept, a, b in zip(
+            arrays["coef"].tolist(),
+            arrays["intercept"].tolist(),
+            arrays["a"].tolist(),
+            arrays["b"].tolist(),
+            strict=True,
+        )
+    )
+    return _ProfanityArrays(
+        token_pattern=re.compile(str(entry.meta["token_pattern"])),
+        index={word: i for i, word in enumerate(words)},
+        idf=tuple(arrays["idf"].tolist()),
+        members=members,
+    )
 
 
 def _profanity_check(texts: list[str]) -> Sequence[float]:

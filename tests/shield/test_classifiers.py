@@ -1,10 +1,14 @@
-"""The bundled profanity-check scorer: its closed form equals the library's own predict_prob to
-the bit (differential), and a model of another shape falls back to the library."""
+"""The bundled profanity-check scorer: scored from the arrays extracted into the repository, it
+equals the package's own predict_prob to the bit (differential) without importing scikit-learn; a
+missing or damaged arrays file fails closed; the extracted arrays are those of the installed
+package."""
 
 from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from profanity_check import predict_prob
-from profanity_check import profanity_check as package
 
 from shield import classifiers
 from shield.classifiers import score
@@ -29,37 +32,56 @@ def _texts() -> list[str]:
     return [*dev, *corpus, "", " ", "Ünïcödé ☃ text", "a" * 5000]
 
 
-def test_closed_form_is_used_and_equals_the_library_to_the_bit() -> None:
-    assert isinstance(classifiers._profanity_model(), classifiers._LinearSigmoidEnsemble)
+def test_the_arrays_score_as_the_library_to_the_bit() -> None:
     texts = _texts()
+    assert len(texts) > 300  # the scenario: a few hundred real and adversarial texts
+    assert isinstance(classifiers._profanity_model(), classifiers._ProfanityArrays)
     ours = np.asarray(score("profanity-check", texts))
     np.testing.assert_array_equal(ours, predict_prob(texts))
 
 
 @settings(deadline=None, max_examples=50)
 @given(st.lists(st.text(max_size=80), min_size=1, max_size=6))
-def test_closed_form_equals_the_library_on_any_text(texts: list[str]) -> None:
+def test_the_arrays_equal_the_library_on_any_text(texts: list[str]) -> None:
     np.testing.assert_array_equal(
         np.asarray(classifiers._profanity_check(texts)), predict_prob(texts)
     )
 
 
-def test_an_unexpected_model_falls_back_to_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Opaque:
-        """A model without the calibrated linear members the closed form reads."""
+def test_scoring_imports_neither_scikit_learn_nor_scipy() -> None:
+    code = (
+        "import sys; from shield.classifiers import score; score('profanity-check', ['hi']); "
+        "print(sorted(m for m in ('sklearn', 'scipy', 'profanity_check') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
 
-        classes_ = np.array([0, 1])
 
-        def predict_proba(self, features: object) -> np.ndarray:
-            rows = features.shape[0]  # type: ignore[attr-defined]
-            return np.tile([0.25, 0.75], (rows, 1))
-
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_missing_or_damaged_arrays_fail_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    broken = tmp_path / "profanity_check.npz"
+    if damage == "truncated":
+        broken.write_bytes(classifiers.PROFANITY_ARRAYS.read_bytes()[:1000])
+    monkeypatch.setattr(classifiers, "PROFANITY_ARRAYS", broken)
     classifiers._profanity_model.cache_clear()
-    monkeypatch.setattr(package, "model", Opaque())
     try:
-        assert classifiers._profanity_check(["anything", "else"]) == [0.75, 0.75]
+        with pytest.raises(ClassifierError, match="extract_profanity_check"):
+            score("profanity-check", ["anything"])
     finally:
         classifiers._profanity_model.cache_clear()
+
+
+def test_the_extracted_arrays_are_the_installed_packages() -> None:
+    script = ROOT / "scripts" / "extract_profanity_check.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
+    )
+    assert "up to date" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 0
 
 
 def test_resolve_scorer_reads_the_rules_reference_form() -> None:
