@@ -39,7 +39,14 @@ from shield.automata.dfa import DFA
 from shield.automata.limits import CompileLimits
 from shield.errors import ShieldError
 from shield.rules import AutomatonRule
-from shield.store import cache_enabled, cache_root, read_entry, write_entry
+from shield.store import (
+    cache_enabled,
+    cache_root,
+    evict,
+    read_entry,
+    sources_digest,
+    write_entry,
+)
 
 __all__ = [
     "FORMAT",
@@ -120,13 +127,7 @@ def _version_of(package: Path) -> str:
     files = sorted({p for pattern in _VERSION_GLOBS for p in package.glob(pattern)})
     if not files:
         raise OSError(f"{package}: no compiler sources to hash; expected {_VERSION_GLOBS}")
-    hasher = hashlib.sha256(f"format {FORMAT}".encode())
-    for path in files:
-        content = path.read_bytes()
-        name = path.relative_to(package).as_posix().encode("utf-8")
-        hasher.update(len(name).to_bytes(8, "little") + name)
-        hasher.update(len(content).to_bytes(8, "little") + content)
-    return hasher.hexdigest()
+    return sources_digest(files, salt=f"format {FORMAT}", root=package)
 
 
 def cache_key(rules: Sequence[AutomatonRule], limits: CompileLimits, version: str) -> str:
@@ -210,7 +211,7 @@ class CompiledCache:
         except (KeyError, TypeError, ValueError, ShieldError) as error:
             _LOG.warning("ignoring compiled-shield entry %s (%s); rebuilding", path, error)
             return Lookup("corrupt", path=path, reason=f"does not decode: {error}")
-        with contextlib.suppress(OSError):  # recently used: kept longest by _evict
+        with contextlib.suppress(OSError):  # recently used: kept longest by evict
             os.utime(path)
         return Lookup("hit", compiled=compiled, path=path)
 
@@ -235,7 +236,7 @@ class CompiledCache:
             path = self.path_for(rules, limits)
             meta, arrays = _encode(compiled)
             write_entry(path, path.stem, meta, arrays)
-            _evict(self.directory, MAX_ENTRIES)
+            evict(self.directory, MAX_ENTRIES)
         except (_Uncacheable, OSError) as error:
             _LOG.warning("compiled shield not cached: %s", error)
             return None
@@ -326,16 +327,3 @@ def _narrow(table: np.ndarray) -> np.ndarray:
     if table.size and int(table.max()) < np.iinfo(np.uint16).max and int(table.min()) >= 0:
         return table.astype(np.uint16)
     return table
-
-
-def _evict(directory: Path, keep: int) -> None:
-    """Delete the least recently used entries beyond ``keep`` (a reader that already opened one
-    still reads it whole; a later reader misses and compiles)."""
-    entries = []
-    for path in directory.glob("*.npz"):
-        with contextlib.suppress(OSError):  # another process may have deleted it meanwhile
-            entries.append((path.stat().st_mtime, path))
-    entries.sort()
-    for _, path in entries[: max(0, len(entries) - keep)]:
-        with contextlib.suppress(OSError):
-            path.unlink()

@@ -8,14 +8,15 @@ produced by a non-canonical tokenization, is caught exactly as in the concatenat
 confirm a match on the byte *after* it (or END), so a token that completes a forbidden word is
 blocked only if the token also holds the confirming byte; otherwise the next token, or the end
 of generation (``end_violates``), is what gets blocked.
+
+The vocabulary's side (token bytes, padded matrix, trie) is :mod:`shield.vocabulary`'s, cached per
+tokenizer there.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,15 @@ from shield.automata.alphabet import END, N_SYMBOLS
 from shield.automata.compiler import CompiledRule
 from shield.automata.merge import Component, merge_components
 from shield.errors import ModelLoadError
+from shield.vocabulary import (
+    Trie,
+    build_trie,
+    build_vocabulary,
+    byte_level_decode,
+    token_bytes,
+    unicode_to_byte,
+    vocabulary_of,
+)
 
 __all__ = [
     "MonitorState",
@@ -38,87 +48,6 @@ _CACHE_ROWS = 4096
 #: The state of a lifted shield: one automaton state per component of :class:`TokenShield`
 #: (the implicit product), hashable so that reference configurations can hold it.
 MonitorState = tuple[int, ...]
-
-
-@cache
-def unicode_to_byte() -> dict[str, int]:
-    """Inverse of GPT-2's byte-to-unicode map (printable bytes map to themselves)."""
-    keep = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
-    chars = list(keep)
-    extra = 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(keep, chars, strict=True)}
-
-
-def byte_level_decode(token: str) -> bytes:
-    """The bytes of a byte-level BPE token string (GPT-2, SmolLM2, Llama 3).
-
-    Args:
-        token: the token as stored in the vocabulary (e.g. ``"Ġhello"``).
-
-    Returns:
-        Its bytes (e.g. ``b" hello"``).
-
-    Raises:
-        ModelLoadError: a character is outside the byte-level alphabet.
-    """
-    table = unicode_to_byte()
-    try:
-        return bytes(table[c] for c in token)
-    except KeyError as error:
-        raise ModelLoadError(
-            f"token {token!r} is not a byte-level BPE token (character {error})"
-        ) from None
-
-
-def _sentencepiece_bytes(token: str) -> bytes:
-    if len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
-        return bytes([int(token[3:5], 16)])
-    return token.replace("\u2581", " ").encode("utf-8")
-
-
-def token_bytes(tokenizer: Any) -> tuple[tuple[bytes, ...], tuple[bool, ...]]:
-    """The byte string of every token of a ``tokenizers.Tokenizer``, and which are special.
-
-    Args:
-        tokenizer: byte-level BPE (GPT-2 style) or SentencePiece with byte fallback.
-
-    Returns:
-        ``(bytes per token id, special flag per token id)``; special tokens map to ``b""``.
-
-    Raises:
-        ModelLoadError: the tokenizer is of an unsupported kind or its ids have gaps.
-    """
-    config = json.loads(tokenizer.to_str())
-    vocab: dict[str, int] = tokenizer.get_vocab(with_added_tokens=True)
-    special = {t["content"] for t in config.get("added_tokens", []) if t.get("special")}
-    kinds = json.dumps(config.get("decoder")) + json.dumps(config.get("pre_tokenizer"))
-    byte_level = "ByteLevel" in kinds
-    if not byte_level and "ByteFallback" not in kinds and "\u2581" not in kinds:
-        raise ModelLoadError(
-            "unsupported tokenizer: expected byte-level BPE or SentencePiece byte fallback"
-        )
-    size = max(vocab.values()) + 1
-    out: list[bytes | None] = [None] * size
-    flags = [False] * size
-    added = {t["content"] for t in config.get("added_tokens", [])}
-    for token, tid in vocab.items():
-        if token in special:
-            out[tid], flags[tid] = b"", True
-        elif token in added:
-            out[tid] = token.encode("utf-8")
-        else:
-            out[tid] = byte_level_decode(token) if byte_level else _sentencepiece_bytes(token)
-    missing = [i for i, b in enumerate(out) if b is None]
-    if missing:
-        raise ModelLoadError(
-            f"token ids have gaps (first missing id {missing[0]}); cannot lift this vocabulary"
-        )
-    return tuple(b for b in out if b is not None), tuple(flags)
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,6 +66,8 @@ class TokenShield:
         special: bool [V].
         token_bytes: the byte string of every token.
         state_counts: int32 [C], the real (unpadded) number of states of each component.
+        trie: the vocabulary's byte trie when already built (see :mod:`shield.vocabulary`);
+            None builds it from ``token_matrix`` and ``token_lengths``.
     """
 
     rule_ids: tuple[str, ...]
@@ -148,8 +79,9 @@ class TokenShield:
     special: np.ndarray
     token_bytes: tuple[bytes, ...]
     state_counts: np.ndarray
+    trie: InitVar[Trie | None] = field(default=None, kw_only=True)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, trie: Trie | None) -> None:
         c, s, k = self.byte_transitions.shape
         v, _ = self.token_matrix.shape
         if k != N_SYMBOLS or self.violating.shape != (c, s) or self.initial.shape != (c,):
@@ -165,14 +97,14 @@ class TokenShield:
             "special",
         ):
             getattr(self, name).setflags(write=False)
-        object.__setattr__(self, "_trie", _build_trie(self.token_matrix, self.token_lengths))
+        if trie is None:
+            trie = build_trie(self.token_matrix, self.token_lengths)
+        object.__setattr__(self, "_trie", trie)
         object.__setattr__(self, "_rows", {})
         object.__setattr__(self, "_masks", {})
-        flat = [
-            self.byte_transitions[c, :n].ravel().tolist()
-            for c, n in enumerate(self.state_counts.tolist())
-        ]
-        object.__setattr__(self, "_flat", flat)
+        # Python lists of the tables for step_token's byte walks, made on first use: flattening
+        # tens of thousands of states costs a start half a second that a run may never need.
+        object.__setattr__(self, "_flat", None)
 
     @staticmethod
     def build(
@@ -192,16 +124,19 @@ class TokenShield:
             ModelLoadError: the vocabulary cannot be lifted.
         """
         if hasattr(source, "to_str"):
-            tokens, flags = token_bytes(source)
+            vocabulary = vocabulary_of(source)  # cached per tokenizer when caching is on
         else:
             tokens = tuple(bytes(t) for t in source)
             flags = (
                 tuple(bool(f) for f in special) if special is not None else (False,) * len(tokens)
             )
-        if len(flags) != len(tokens) or not tokens:
-            raise ModelLoadError(
-                f"need one special flag per token and at least one token; got {len(flags)} and {len(tokens)}"
-            )
+            if len(flags) != len(tokens) or not tokens:
+                raise ModelLoadError(
+                    f"need one special flag per token and at least one token; got {len(flags)} and {len(tokens)}"
+                )
+            vocabulary = build_vocabulary(tokens, flags)
+        if not vocabulary.tokens:
+            raise ModelLoadError("need at least one token; the vocabulary is empty")
         # Small rules share one table (see shield.automata.merge): fewer walks per token and per row.
         components = merge_components(
             [Component(rule_ids=(r.rule_id,), dfa=r.dfa) for r in compiled]
@@ -213,20 +148,17 @@ class TokenShield:
         for i, comp in enumerate(components):
             table[i, : sizes[i]] = comp.table
             violating[i, : sizes[i]] = comp.violating
-        lengths = np.array([len(t) for t in tokens], dtype=np.int32)
-        matrix = np.zeros((len(tokens), max(1, int(lengths.max()))), dtype=np.int32)
-        for v, t in enumerate(tokens):
-            matrix[v, : len(t)] = np.frombuffer(t, dtype=np.uint8)
         return TokenShield(
             rule_ids=tuple("+".join(comp.rule_ids) for comp in components),
             byte_transitions=table,
             violating=violating,
             initial=np.array([comp.initial for comp in components], dtype=np.int32),
-            token_matrix=matrix,
-            token_lengths=lengths,
-            special=np.array(flags, dtype=bool),
-            token_bytes=tokens,
+            token_matrix=vocabulary.matrix,
+            token_lengths=vocabulary.lengths,
+            special=np.array(vocabulary.special, dtype=bool),
+            token_bytes=vocabulary.tokens,
             state_counts=np.array(sizes[: len(components)], dtype=np.int32),
+            trie=vocabulary.trie,
         )
 
     def step_token(self, states: np.ndarray, token_id: int) -> np.ndarray:
@@ -239,7 +171,13 @@ class TokenShield:
         Returns:
             int32 [C], the new states.
         """
-        flat: list[list[int]] = self._flat  # type: ignore[attr-defined]
+        flat: list[list[int]] | None = self._flat  # type: ignore[attr-defined]
+        if flat is None:
+            flat = [
+                self.byte_transitions[c, :n].ravel().tolist()
+                for c, n in enumerate(self.state_counts.tolist())
+            ]
+            object.__setattr__(self, "_flat", flat)
         token = self.token_bytes[token_id]
         out = []
         for table, state in zip(flat, np.asarray(states).tolist(), strict=True):
@@ -339,37 +277,3 @@ class TokenShield:
                 masks.clear()
             masks[(c, state)] = mask
         return mask
-
-
-def _build_trie(
-    matrix: np.ndarray, lengths: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], np.ndarray]:
-    """The vocabulary's byte trie, nodes ordered by depth: (parent, byte, level bounds, node of token)."""
-    index: dict[bytes, int] = {b"": 0}
-    parents, bytes_, depths = [0], [0], [0]
-    token_node = np.zeros(matrix.shape[0], dtype=np.int64)
-    for v in range(matrix.shape[0]):
-        token = bytes(matrix[v, : lengths[v]].astype(np.uint8).tolist())
-        node = 0
-        for d in range(1, len(token) + 1):
-            prefix = token[:d]
-            child = index.get(prefix)
-            if child is None:
-                child = index[prefix] = len(parents)
-                parents.append(node)
-                bytes_.append(token[d - 1])
-                depths.append(d)
-            node = child
-        token_node[v] = node
-    depth = np.array(depths)
-    order = np.argsort(depth, kind="stable")
-    new_id = np.empty_like(order)
-    new_id[order] = np.arange(order.size)
-    parent = new_id[np.array(parents)[order]]
-    byte = np.array(bytes_)[order]
-    sorted_depth = depth[order]
-    bounds = []
-    for d in range(1, int(sorted_depth.max()) + 1 if sorted_depth.size else 1):
-        lo, hi = np.searchsorted(sorted_depth, [d, d + 1])
-        bounds.append((int(lo), int(hi)))
-    return parent, byte, bounds, new_id[token_node]

@@ -21,7 +21,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +37,9 @@ __all__ = [
     "cache_enabled",
     "cache_root",
     "caching",
+    "evict",
     "read_entry",
+    "sources_digest",
     "write_entry",
 ]
 
@@ -209,3 +211,46 @@ def read_entry(path: Path, key: str) -> Entry:
     if _digest(body, arrays) != digest:
         return Entry("corrupt", reason="digest mismatch")
     return Entry("hit", meta=body["meta"], arrays=arrays)
+
+
+def evict(directory: Path, keep: int, pattern: str = "*.npz") -> None:
+    """Delete the least recently used entries beyond ``keep`` (a reader that already opened one
+    still reads it whole; a later reader misses and rebuilds it).
+
+    Args:
+        directory: the folder of the entries.
+        keep: how many entries to keep (readers touch an entry when they use it).
+        pattern: which files are entries.
+    """
+    entries = []
+    for path in directory.glob(pattern):
+        with contextlib.suppress(OSError):  # another process may have deleted it meanwhile
+            entries.append((path.stat().st_mtime, path))
+    entries.sort()
+    for _, path in entries[: max(0, len(entries) - keep)]:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def sources_digest(files: Iterable[Path], *, salt: str, root: Path | None = None) -> str:
+    """A SHA-256 of source files (names and contents) and ``salt``: the version of the code that
+    wrote an entry, so that an edit to it misses every entry it wrote.
+
+    Args:
+        files: the files to hash (sorted here; their order does not matter).
+        salt: mixed in first (e.g. a format version).
+        root: names are hashed relative to it; the file names alone when None.
+
+    Returns:
+        A hex digest.
+
+    Raises:
+        OSError: a file cannot be read.
+    """
+    hasher = hashlib.sha256(salt.encode("utf-8"))
+    for path in sorted(files):
+        content = path.read_bytes()
+        name = (path.relative_to(root).as_posix() if root else path.name).encode("utf-8")
+        hasher.update(len(name).to_bytes(8, "little") + name)
+        hasher.update(len(content).to_bytes(8, "little") + content)
+    return hasher.hexdigest()

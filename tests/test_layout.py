@@ -49,6 +49,7 @@ _RUNTIME = (
     "store",
     "spans",
     "validators",
+    "vocabulary",
     "export",
 )
 
