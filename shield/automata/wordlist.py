@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from shield.automata.composed import Composed, compose
 from shield.automata.determinize import Matcher
 from shield.automata.expand import expand
 from shield.automata.leet_units import leet_words_pattern
-from shield.automata.letters import letter_matcher
+from shield.automata.letters import Atoms, LetterMatcher, letter_matcher
 from shield.automata.limits import CompileLimits
+from shield.automata.normaliser import build_normaliser
 from shield.automata.normalize import (
     COMBINING_MARKS,
     SEPARATORS,
@@ -41,7 +43,13 @@ from shield.automata.syntax import (
 from shield.errors import CompileError
 from shield.rules import MatchOptions
 
-__all__ = ["check_words", "words_matcher", "words_pattern"]
+__all__ = [
+    "check_words",
+    "invisible_points",
+    "words_composed",
+    "words_matcher",
+    "words_pattern",
+]
 
 
 def check_words(words: Sequence[str], limits: CompileLimits, *, what: str) -> tuple[str, ...]:
@@ -90,6 +98,35 @@ def _points(chars: CharSet) -> frozenset[int]:
     return frozenset(cp for lo, hi in chars.ranges for cp in range(lo, hi + 1))
 
 
+def _letters(
+    words: Sequence[str], match: MatchOptions, limits: CompileLimits, what: str, *, staged: bool
+) -> tuple[LetterMatcher, Atoms]:
+    """The letter matcher of a word list; ``staged``: invisible characters are the normaliser's."""
+    norm = match.normalize
+    sets = {
+        c: _points(letter_set(c, norm, match.case_insensitive)) for c in sorted(set("".join(words)))
+    }
+    none: frozenset[int] = frozenset()
+    gaps = (
+        frozenset(map(ord, ZERO_WIDTH)) if "zero_width" in norm and not staged else none,
+        frozenset(map(ord, SEPARATORS)) if "separators" in norm else none,
+        _points(COMBINING_MARKS) if "diacritics" in norm and not staged else none,
+    )
+    return letter_matcher(
+        words,
+        sets,
+        gaps,
+        repeats="repeats" in norm,
+        whole_word=match.whole_word,
+        max_states=limits.max_dfa_states,
+        max_cells=limits.max_table_cells,
+        max_seconds=limits.max_rule_seconds,
+        what=what,
+        word_chars=word_code_points() if match.whole_word else frozenset(),
+        leet="leet" in norm,
+    )
+
+
 def words_matcher(
     words: Sequence[str], match: MatchOptions, limits: CompileLimits, *, what: str
 ) -> Matcher:
@@ -107,30 +144,56 @@ def words_matcher(
     Raises:
         CompileError: a state limit is exceeded.
     """
-    norm = match.normalize
-    sets = {
-        c: _points(letter_set(c, norm, match.case_insensitive)) for c in sorted(set("".join(words)))
-    }
-    none: frozenset[int] = frozenset()
-    gaps = (
-        frozenset(map(ord, ZERO_WIDTH)) if "zero_width" in norm else none,
-        frozenset(map(ord, SEPARATORS)) if "separators" in norm else none,
-        _points(COMBINING_MARKS) if "diacritics" in norm else none,
-    )
-    letters, atoms = letter_matcher(
-        words,
-        sets,
-        gaps,
-        repeats="repeats" in norm,
-        whole_word=match.whole_word,
-        max_states=limits.max_dfa_states,
-        max_cells=limits.max_table_cells,
-        max_seconds=limits.max_rule_seconds,
-        what=what,
-        word_chars=word_code_points() if match.whole_word else frozenset(),
-        leet="leet" in norm,
-    )
+    letters, atoms = _letters(words, match, limits, what, staged=False)
     return expand(letters, atoms, max_states=limits.max_dfa_states, what=what)
+
+
+def invisible_points(match: MatchOptions) -> frozenset[int]:
+    """The code points the normaliser drops for ``match``: zero-width characters with
+    ``zero_width``, combining marks with ``diacritics``.
+
+    Args:
+        match: the rule's matching options.
+
+    Returns:
+        The invisible code points (empty when neither normalisation is on).
+    """
+    points: set[int] = set()
+    if "zero_width" in match.normalize:
+        points.update(map(ord, ZERO_WIDTH))
+    if "diacritics" in match.normalize:
+        points.update(_points(COMBINING_MARKS))
+    return frozenset(points)
+
+
+def words_composed(
+    words: Sequence[str], match: MatchOptions, limits: CompileLimits, *, what: str, absorb: bool
+) -> Composed:
+    """A word list as a normaliser composed at run time with its letter automaton.
+
+    The letter automaton is :func:`words_matcher`'s without the zero-width and combining-mark
+    gaps: the normaliser drops those characters (:func:`invisible_points`), so the verdict on a
+    text is :func:`words_matcher`'s verdict on the text without them
+    (:func:`shield.automata.normaliser.strip_invisible`). Nothing is expanded to bytes, so the
+    stand-ins of ``nfkc``, ``confusables`` and ``diacritics`` cost normaliser states, not letter
+    states times partial characters.
+
+    Args:
+        words: validated words (see :func:`check_words`).
+        match: case folding, whole-word matching and normalisations.
+        limits: ``max_dfa_states``, ``max_table_cells`` and ``max_rule_seconds`` bound the letter
+            automaton.
+        what: names the rule in error messages.
+        absorb: a forbid automaton (detections absorb) instead of a matcher (detections restart).
+
+    Returns:
+        The composed automaton.
+
+    Raises:
+        CompileError: a limit is exceeded.
+    """
+    letters, atoms = _letters(words, match, limits, what, staged=True)
+    return compose(build_normaliser(atoms, invisible_points(match)), letters, absorb=absorb)
 
 
 def words_pattern(words: Sequence[str], match: MatchOptions) -> Node:
