@@ -30,6 +30,7 @@ import numpy as np
 from decoders.config import ModelConfig
 from decoders.families import TENSOR_NAMES
 from decoders.linear import QuantizedLinear, quantize_rows
+from decoders.mapped_npz import map_npz
 from decoders.model import LayerParams, Params, layer_shapes
 from shield.errors import ModelLoadError
 
@@ -245,8 +246,7 @@ def read_cache(directory: Path) -> tuple[ModelConfig, dict[str, np.ndarray], str
     try:
         meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
         tokenizer_json = (directory / "tokenizer.json").read_text(encoding="utf-8")
-        with np.load(directory / "weights.npz") as archive:
-            named = {name: archive[name] for name in archive.files}
+        named = map_npz(directory / "weights.npz")  # read-only views; put makes the one copy
         if meta.get("config_format") != _CONFIG_FORMAT:
             raise KeyError(f"config_format {meta.get('config_format')!r} != {_CONFIG_FORMAT}")
         config = ModelConfig.from_dict(meta["config"])
