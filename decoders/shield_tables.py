@@ -10,11 +10,19 @@ Two walks:
 * :func:`walk_tokens` — one token per row, ``L`` gathers per component: every step.
 * :func:`violating_tokens` — every token of the vocabulary from each row's state (``[B, V]``): used
   by the ``mask`` strategy and by ``backtrack`` while it repairs a failed segment.
+
+*Composed* components (normalisation as its own stage, :mod:`shield.automata.composed`) follow the
+``C`` table components in the state vector: ``K`` of them, each a normaliser table ``[N, 257]``
+(next state, and up to two emitted atoms) and a letter table ``[P, A + 1]``, with one packed int32
+state ``letter * n_norm + norm``. A byte costs three gathers instead of one, but the tables add
+(``N + P`` rows) instead of multiplying, and the packed state lives in the same ``[B, C + K]``
+state array as every other component, so it is saved per cursor and rewinds with it.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -22,12 +30,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from shield.automata.alphabet import END
+from shield.automata.alphabet import END, N_SYMBOLS
+from shield.automata.composed import Composed
 from shield.checkpoints import SENTENCE_END_BYTES
 from shield.judge import Judge
 
 __all__ = [
     "ShieldTables",
+    "composed_arrays",
     "device_tables",
     "end_step",
     "shield_tables",
@@ -50,14 +60,61 @@ class ShieldTables:
     token_lengths: Array  # [V] int32
     valid: Array  # [V] bool: ids that may be sampled (text tokens and EOS)
     closes_sentence: Array  # [V] bool: the token holds ., !, ? or a newline
+    norm_next: Array  # [K, N, 257] int32: composed components' normaliser states
+    norm_emit: Array  # [K, N, 257, 2] int32: the letter-table column of each emitted atom
+    letters: Array  # [K, P, A + 1] int32: letter tables; column A is the identity (no atom)
+    letter_violating: Array  # [K, P] bool
+    norm_states: Array  # [K] int32: N of each composed component (to unpack its state)
 
     @property
     def components(self) -> int:
-        """C, the number of automaton components."""
+        """C + K, the number of automaton components (table components, then composed ones)."""
+        return int(self.transitions.shape[0]) + int(self.letters.shape[0])
+
+    @property
+    def table_components(self) -> int:
+        """C, the number of table components (the first C entries of a state vector)."""
         return int(self.transitions.shape[0])
 
 
-def shield_tables(token_shield: Any, vocab_size: int, never: np.ndarray) -> ShieldTables:
+def composed_arrays(composed: Sequence[Composed]) -> dict[str, np.ndarray]:
+    """The padded device arrays of composed components (see the module docstring).
+
+    Args:
+        composed: the composed automata, in component order (may be empty).
+
+    Returns:
+        ``norm_next``, ``norm_emit``, ``letters``, ``letter_violating`` and ``norm_states``,
+        padded to the largest normaliser, letter automaton and atom count; padding rows are
+        self-loops and never violate.
+    """
+    k = len(composed)
+    n = max((c.n_norm for c in composed), default=1)
+    p = max((c.n_letters for c in composed), default=1)
+    a = max((c.normaliser.n_atoms for c in composed), default=0)
+    norm_next = np.zeros((k, n, N_SYMBOLS), dtype=np.int32)
+    norm_emit = np.full((k, n, N_SYMBOLS, 2), a, dtype=np.int32)
+    letters = np.tile(np.arange(p, dtype=np.int32)[None, :, None], (k, 1, a + 1))
+    letter_violating = np.zeros((k, p), dtype=bool)
+    for i, c in enumerate(composed):
+        width = c.letters.shape[1]  # its own identity column is width - 1; ours is a
+        norm_next[i, : c.n_norm] = c.normaliser.next_state
+        norm_emit[i, : c.n_norm] = np.where(c.emitted == width - 1, a, c.emitted)
+        letters[i, : c.n_letters, : width - 1] = c.letters[:, :-1]
+        letter_violating[i, : c.n_letters] = c.accepting
+    states = np.array([c.n_norm for c in composed], dtype=np.int32)
+    return {
+        "norm_next": norm_next,
+        "norm_emit": norm_emit,
+        "letters": letters,
+        "letter_violating": letter_violating,
+        "norm_states": states,
+    }
+
+
+def shield_tables(
+    token_shield: Any, vocab_size: int, never: np.ndarray, composed: Sequence[Composed] = ()
+) -> ShieldTables:
     """Build the device tables of a lifted shield for a model with ``vocab_size`` logits.
 
     Args:
@@ -67,6 +124,8 @@ def shield_tables(token_shield: Any, vocab_size: int, never: np.ndarray) -> Shie
             beyond it are never sampled).
         never: ``[V']`` bool from :meth:`shield.judge.Judge.never`: ids never produced as text
             (EOS excluded), so the sampler never picks them.
+        composed: composed components (absorbing), whose packed states follow the table
+            components' in every state vector.
 
     Returns:
         The :class:`ShieldTables`.
@@ -93,6 +152,7 @@ def shield_tables(token_shield: Any, vocab_size: int, never: np.ndarray) -> Shie
         token_lengths=jnp.asarray(lengths),
         valid=jnp.asarray(valid),
         closes_sentence=jnp.asarray(closes),
+        **{name: jnp.asarray(array) for name, array in composed_arrays(composed).items()},
     )
 
 
@@ -120,21 +180,64 @@ def device_tables(judge: Judge, vocab_size: int, eos_ids: tuple[int, ...]) -> Sh
     return per_judge[key]
 
 
+def _split(tables: ShieldTables, states: Array) -> tuple[Array, Array]:
+    """The table components' and the composed components' parts of ``states`` ``[..., C + K]``."""
+    c = tables.table_components
+    return states[..., :c], states[..., c:]
+
+
+def _table_step(tables: ShieldTables, states: Array, symbol: Array) -> Array:
+    """Table components ``[..., C]`` read ``symbol`` (broadcast against them)."""
+    component = jnp.arange(tables.table_components)
+    return tables.transitions[component, states, symbol]
+
+
+def _composed_step(tables: ShieldTables, states: Array, symbol: Array) -> Array:
+    """Composed components ``[..., K]`` read ``symbol``: the normaliser, then each emitted atom."""
+    component = jnp.arange(tables.letters.shape[0])
+    size = _norm_size(tables, states)
+    letter, norm = states // size, states % size
+    emit = tables.norm_emit[component, norm, symbol]  # [..., K, 2]
+    middle = tables.letters[component, letter, emit[..., 0]]
+    letter = tables.letters[component, middle, emit[..., 1]]
+    return letter * size + tables.norm_next[component, norm, symbol]
+
+
+def _norm_size(tables: ShieldTables, states: Array) -> Array:
+    """``norm_states`` shaped like composed ``states`` ``[..., K]`` (explicit rank promotion)."""
+    return tables.norm_states.reshape((1,) * (states.ndim - 1) + (-1,))
+
+
+def _step(tables: ShieldTables, states: Array, symbol: Array) -> Array:
+    """Every component ``[..., C + K]`` reads ``symbol`` (``[..., 1]``)."""
+    table_part, composed_part = _split(tables, states)
+    if composed_part.shape[-1] == 0:  # static: no composed component
+        return _table_step(tables, table_part, symbol)
+    return jnp.concatenate(
+        [_table_step(tables, table_part, symbol), _composed_step(tables, composed_part, symbol)],
+        axis=-1,
+    )
+
+
 def violates(tables: ShieldTables, states: Array) -> Array:
-    """``[...]`` bool: whether any component of ``states`` ``[..., C]`` is in a violating state."""
-    component = jnp.arange(tables.components)
-    return jnp.any(tables.violating[component, states], axis=-1)
+    """``[...]`` bool: whether any component of ``states`` ``[..., C + K]`` is violating."""
+    table_part, composed_part = _split(tables, states)
+    component = jnp.arange(tables.table_components)
+    bad = jnp.any(tables.violating[component, table_part], axis=-1)
+    if composed_part.shape[-1] == 0:
+        return bad
+    composed = jnp.arange(tables.letters.shape[0])
+    letter = composed_part // _norm_size(tables, composed_part)
+    return bad | jnp.any(tables.letter_violating[composed, letter], axis=-1)
 
 
 def walk_tokens(tables: ShieldTables, states: Array, tokens: Array) -> Array:
-    """Read one token per row: ``states`` ``[B, C]``, ``tokens`` ``[B]`` → ``[B, C]``."""
-    component = jnp.arange(tables.components)[None, :]  # [1, C]
+    """Read one token per row: ``states`` ``[B, C + K]``, ``tokens`` ``[B]`` → ``[B, C + K]``."""
     rows = tables.token_bytes[tokens]  # [B, L]
     lengths = tables.token_lengths[tokens]  # [B]
 
     def body(i: Array, current: Array) -> Array:
-        symbol = rows[:, i][:, None]  # [B, 1]
-        nxt = tables.transitions[component, current, symbol]  # [B, C]
+        nxt = _step(tables, current, rows[:, i][:, None])  # [B, C + K]
         return jnp.where((i < lengths)[:, None], nxt, current)
 
     # Only as many byte steps as the longest sampled token needs (a traced bound: most tokens are
@@ -143,9 +246,8 @@ def walk_tokens(tables: ShieldTables, states: Array, tokens: Array) -> Array:
 
 
 def end_step(tables: ShieldTables, states: Array) -> Array:
-    """Read END from ``states`` ``[..., C]``."""
-    component = jnp.arange(tables.components)
-    return tables.transitions[component, states, END]
+    """Read END from ``states`` ``[..., C + K]``."""
+    return _step(tables, states, jnp.full((*states.shape[:-1], 1), END, jnp.int32))
 
 
 def violating_tokens(tables: ShieldTables, states: Array) -> Array:
@@ -153,7 +255,7 @@ def violating_tokens(tables: ShieldTables, states: Array) -> Array:
 
     Args:
         tables: the device tables.
-        states: ``[B, C]`` int32 monitor states.
+        states: ``[B, C + K]`` int32 monitor states.
 
     Returns:
         True where reading the token from the row's state reaches a violating state; invalid ids
@@ -161,12 +263,10 @@ def violating_tokens(tables: ShieldTables, states: Array) -> Array:
     """
     batch, components = states.shape
     vocab, longest = tables.token_bytes.shape
-    component = jnp.arange(components)[None, None, :]  # [1, 1, C]
-    current = jnp.broadcast_to(states[:, None, :], (batch, vocab, components))  # [B, V, C]
+    current = jnp.broadcast_to(states[:, None, :], (batch, vocab, components))  # [B, V, C + K]
 
     def body(i: Array, current: Array) -> Array:
-        symbol = tables.token_bytes[:, i][None, :, None]  # [1, V, 1]
-        nxt = tables.transitions[component, current, symbol]  # [B, V, C]
+        nxt = _step(tables, current, tables.token_bytes[:, i][None, :, None])  # [B, V, C + K]
         return jnp.where((i < tables.token_lengths)[None, :, None], nxt, current)
 
     final = jax.lax.fori_loop(0, longest, body, current)
