@@ -135,7 +135,7 @@ def test_toxicity_spec_contents() -> None:
     assert isinstance(classifier, ClassifierRule)
     assert (classifier.scorer, classifier.threshold, classifier.scope) == (
         "profanity-check",
-        0.8,
+        0.5,
         "sentence",
     )
     assert spec.policy.checkpoint == "word"
