@@ -20,6 +20,7 @@ from pathlib import Path
 
 import jax
 
+from decoders.aot import set_aot_enabled
 from shield.store import cache_enabled, cache_root
 
 __all__ = ["MAX_CACHE_BYTES", "compilation_cache_dir", "enable_compilation_cache"]
@@ -38,7 +39,7 @@ def compilation_cache_dir() -> Path:
 
 
 def enable_compilation_cache(directory: Path | None = None) -> Path | None:
-    """Turn on JAX's persistent compilation cache for this process.
+    """Turn on JAX's persistent compilation cache (and :mod:`decoders.aot`'s exports) for this process.
 
     Call it before the first jitted call whose compilation should be cached; calling it again is
     harmless (the settings are the same).
@@ -64,4 +65,5 @@ def enable_compilation_cache(directory: Path | None = None) -> Path | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     jax.config.update("jax_compilation_cache_max_size", MAX_CACHE_BYTES)
+    set_aot_enabled(True)  # the decoder's exported programs (decoders.aot), same switch
     return folder
