@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 
 from shield.automata.alphabet import END
 from shield.automata.dfa import DFA
 from shield.monitor import Shield
+
+if TYPE_CHECKING:  # imported where used: ``import shield`` (every command) does not pay for it
+    import networkx as nx
 
 __all__ = [
     "AnalysisWarning",
@@ -83,6 +86,8 @@ def dfa_graph(dfa: DFA) -> nx.DiGraph:
         A DiGraph on state ids; node attribute ``accepting``; edge attribute ``symbols``
         (the sorted bytes labelling the edge).
     """
+    import networkx as nx
+
     graph = nx.DiGraph()
     for s in range(dfa.n_states):
         graph.add_node(s, accepting=bool(dfa.accepting[s]))
@@ -103,6 +108,8 @@ def can_fire(dfa: DFA) -> bool:
     Returns:
         True when the rule can fire.
     """
+    import networkx as nx
+
     graph = dfa_graph(dfa)
     reach = nx.descendants(graph, dfa.initial) | {dfa.initial}
     ends = dfa.transitions[list(reach), dfa.classes[END]]
@@ -135,6 +142,8 @@ def trap_states(dfa: DFA) -> list[int]:
 
 
 def _shortest_prefix(dfa: DFA, target: int) -> bytes:
+    import networkx as nx
+
     path = nx.shortest_path(dfa_graph(dfa), dfa.initial, target)
     table = dfa.byte_table()
     return bytes(int(np.flatnonzero(table[a, :END] == b)[0]) for a, b in itertools.pairwise(path))
