@@ -11,14 +11,15 @@ spec, model, compilation, decoding, output), the median of ``--runs`` runs:
 * ``warm``: the same folder again, after a cold run filled it (the target: under 2 s).
 
 Then one warm run in-process, timed stage by stage, says where the remaining time goes, with JAX's
-own tracing/lowering/compilation/cache events. llama.cpp's time for the same job is printed only
-when ``llama_cpp`` (llama-cpp-python) is importable; it is not built here.
+own tracing/lowering/compilation/cache events, and a bare interpreter's start (``python -c pass``)
+says what no change of ours can remove. llama.cpp's time for the same job (a fresh process loads
+the GGUF and writes a greedy chat answer, no shield) is printed when ``bench.llama_cpp_env`` has
+built llama-cpp-python (``python -m bench.llama_cpp_env``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -49,7 +50,7 @@ jax.monitoring.register_event_duration_secs_listener(
     lambda event, seconds, **_: events.__setitem__(event, events[event] + seconds))
 import specs, decoders, shield.classifiers
 from shield.store import caching
-lap("imports (jax, decoders, specs)")
+lap("imports (jax, flax, decoders, specs)")
 spec_name, max_new, prompt = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 with caching(True):
     decoders.enable_compilation_cache()
@@ -58,14 +59,14 @@ with caching(True):
     model, tokenizer = decoders.load_model()
     lap("model load (converted-model cache)")
     judge = decoders.judge_for(compiled, tokenizer)
-    lap("lift onto the vocabulary (TokenShield)")
+    lap("lift onto the vocabulary (vocabulary cache)")
     if compiled.classifiers:
         shield.classifiers.score(compiled.classifiers[0].scorer, ["warm up"])
-    lap("classifier load")
+    lap("classifier load (profanity-check arrays)")
     before = dict(events)
     result = decoders.generate(model, tokenizer, [prompt], spec=judge, max_new_tokens=max_new,
                                temperature=0.0, chat=True)[0]
-    lap("generate: device tables, JAX trace + cache loads, decoding")
+    lap("generate: device tables, exported programs, executable loads, decoding")
 jax_events = {k: v - before.get(k, 0.0) for k, v in events.items() if v - before.get(k, 0.0) > 0.01}
 print(json.dumps({"stages": stages, "jax": jax_events,
                   "tokens": result.to_json()["stats"]["generated_tokens"]}))
@@ -101,10 +102,10 @@ def _generate(spec: str, max_new: int, cache: Path | None, *extra: str) -> tuple
 
 
 def _files(cache: Path) -> set[str]:
-    """The compiled-shield and JAX entries in a cache folder."""
-    return {p.name for p in cache.glob("compiled/*.npz")} | {
-        p.name for p in cache.glob("jax/*-cache")
-    }
+    """The entries of the compile caches in a cache folder (compiled shields, vocabularies,
+    ahead-of-time exports, JAX executables)."""
+    found = {p.as_posix() for p in cache.glob("*/*.npz") if p.parent.name != "models"}
+    return found | {p.name for p in cache.glob("jax/*-cache")}
 
 
 def _fresh_cache(parent: Path, models: Path) -> Path:
@@ -124,30 +125,33 @@ def _stages(spec: str, max_new: int, cache: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-# llama.cpp on the same job: load the bundled GGUF, one greedy chat answer (unshielded).
-LLAMA_CPP = """\
-import sys
-from llama_cpp import Llama
-from decoders.paths import bundled_model_path
-llm = Llama(model_path=str(bundled_model_path()), verbose=False)
-llm.create_chat_completion(messages=[{"role": "user", "content": sys.argv[2]}],
-                           max_tokens=int(sys.argv[1]), temperature=0.0)
-"""
+def _bare_interpreter(runs: int) -> float:
+    """Median wall seconds of ``python -c pass``: the part of every start that is not ours."""
+    walls = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], cwd=ROOT, check=True)
+        walls.append(time.perf_counter() - start)
+    return statistics.median(walls)
 
 
-def _llama_cpp(max_new: int) -> float:
-    """Wall seconds of one llama.cpp subprocess doing the same generation (no shield)."""
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", LLAMA_CPP, str(max_new), PROMPT],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
+def _llama_cpp(runs: int, max_new: int) -> str:
+    """llama.cpp's time for the same job, or why there is none."""
+    try:
+        from bench.llama_cpp_env import startup_seconds
+    except ImportError:
+        return "llama.cpp: bench.llama_cpp_env is missing; no comparison."
+    times = startup_seconds(runs=runs, max_new_tokens=max_new, prompt=PROMPT)
+    if times is None:
+        return (
+            "llama.cpp: llama-cpp-python is not built (python -m bench.llama_cpp_env builds it);"
+            " no comparison."
+        )
+    runs_text = ", ".join(f"{v:.2f}" for v in times.warm_s)
+    return (
+        f"llama.cpp (same GGUF, same prompt, greedy chat answer, no shield; {times.tokens} tokens):"
+        f" warm median {times.warm_median_s:.2f} s ({runs_text}), first {times.first_s:.2f} s"
     )
-    if done.returncode != 0:
-        raise SystemExit(f"llama.cpp failed:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -180,6 +184,7 @@ def main() -> None:
             results["warm"].append(_generate(spec, max_new, warm_cache))
             missed += _files(warm_cache) != before  # a source edited meanwhile: it compiled
         stages = _stages(spec, max_new, warm_cache)
+    bare = _bare_interpreter(args.runs)
     base = statistics.median(wall for wall, _ in results["no cache"])
     print("\n| setting | median wall (s) | median CPU (s) | wall of each run (s) | vs no cache |")
     print("|---|---|---|---|---|")
@@ -195,19 +200,14 @@ def main() -> None:
     print(f"\nwarm target < {TARGET_WARM_SECONDS:.0f} s: {verdict} ({warm:.2f} s)")
     print(f"\nwhere a warm run's time goes ({stages['tokens']} tokens generated; one run):")
     print("\n| stage | seconds |\n|---|---|")
+    print(f"| interpreter start (python -c pass, median) | {bare:.2f} |")
     for name, seconds in stages["stages"].items():
         print(f"| {name} | {seconds:.2f} |")
+    print(f"| sum | {bare + sum(stages['stages'].values()):.2f} |")
     print("\nJAX events during generate (seconds, summed):")
     for name, seconds in sorted(stages["jax"].items(), key=lambda item: -item[1]):
         print(f"  {name}: {seconds:.2f}")
-    if importlib.util.find_spec("llama_cpp") is None:
-        print("\nllama.cpp: llama-cpp-python is not installed (not built here); no comparison.")
-    else:
-        times = [_llama_cpp(max_new) for _ in range(args.runs)]
-        runs = ", ".join(f"{v:.1f}" for v in times)
-        print(
-            f"\nllama.cpp (same GGUF, same job): median {statistics.median(times):.2f} s ({runs})"
-        )
+    print("\n" + _llama_cpp(args.runs, max_new))
 
 
 if __name__ == "__main__":
