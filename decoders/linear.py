@@ -1,4 +1,4 @@
-"""Projections with dense or int8 weights: one :func:`project` serves both.
+"""Projections with dense, int8 or GGUF-block weights: one :func:`project` serves all three.
 
 A dense weight is an array ``[in, out]`` and a projection is ``x @ w``. A
 :class:`QuantizedLinear` stores the same map as int8 rows ``[out, in]`` cut into blocks of
@@ -10,6 +10,8 @@ error is at most its range / 510. On the CPU the product runs in the native kern
 ``dot`` of the converted weights, which accelerators fuse.
 
 The same rows serve as an embedding table: row ``t``, dequantised, is token ``t``'s vector.
+The third kind, a GGUF file's own blocks (:class:`decoders.gguf_linear.BlockLinear`), has its
+products in :mod:`decoders.gguf_linear`; :func:`project` and :func:`embed_rows` hand them over.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from decoders.gguf_linear import BlockLinear, embed_block_rows, project_blocks
 from decoders.native import INT8_MATMUL_TARGET, require_kernel
 
 __all__ = [
@@ -57,8 +60,8 @@ class QuantizedLinear:
         return int(self.q.shape[1]), int(self.q.shape[0])
 
 
-#: A projection weight: dense ``[in, out]`` or quantised.
-Linear = Array | QuantizedLinear
+#: A projection weight: dense ``[in, out]``, int8 rows or GGUF block rows.
+Linear = Array | QuantizedLinear | BlockLinear
 
 
 def quantize_linear(weight: np.ndarray | Array) -> QuantizedLinear:
@@ -130,7 +133,8 @@ def project(x: Array, weight: Linear) -> Array:
 
     Args:
         x: activations ``[..., in]``.
-        weight: a dense ``[in, out]`` array or a :class:`QuantizedLinear`.
+        weight: a dense ``[in, out]`` array, a :class:`QuantizedLinear` or a
+            :class:`~decoders.gguf_linear.BlockLinear`.
 
     Returns:
         ``[..., out]`` in ``x.dtype``. Quantised products accumulate in float32.
@@ -139,6 +143,8 @@ def project(x: Array, weight: Linear) -> Array:
         decoders.native.NativeKernelError: a quantised product on the CPU whose kernel cannot be
             built.
     """
+    if isinstance(weight, BlockLinear):
+        return project_blocks(x, weight)
     if not isinstance(weight, QuantizedLinear):
         return x @ weight
     lead = x.shape[:-1]
@@ -160,6 +166,8 @@ def project(x: Array, weight: Linear) -> Array:
 
 def embed_rows(table: Linear, tokens: Array, dtype: jnp.dtype) -> Array:
     """Token vectors ``[..., H]`` from an embedding table ``[V, H]`` (dense or quantised rows)."""
+    if isinstance(table, BlockLinear):
+        return embed_block_rows(table, tokens, dtype)
     if isinstance(table, QuantizedLinear):
         width = table.q.shape[1]
         rows = table.q[tokens].astype(jnp.float32) * _expand(table.scale[tokens], width)

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from decoders.config import ModelConfig
+from decoders.gguf_linear import BlockLinear
 from decoders.linear import Linear, QuantizedLinear, embed_rows, project
 from decoders.rope import apply_rope, inverse_frequencies
 
@@ -283,7 +284,7 @@ def logits(params: Params, config: ModelConfig, hidden: Array) -> Array:
     when the configuration says so)."""
     if params.lm_head is not None:
         out = project(hidden, params.lm_head).astype(jnp.float32)
-    elif isinstance(params.embed, QuantizedLinear):  # its rows are already the head's layout
+    elif isinstance(params.embed, QuantizedLinear | BlockLinear):  # rows: the head's layout
         out = project(hidden, params.embed).astype(jnp.float32)
     else:
         out = jnp.einsum("...h,vh->...v", hidden, params.embed, preferred_element_type=jnp.float32)

@@ -1,9 +1,11 @@
-"""The native CPU kernel for int8 weights: compiled once, cached on disk, registered with XLA.
+"""The native CPU kernels for quantised weights: compiled once, cached on disk, registered with XLA.
 
 XLA's CPU backend lowers ``x @ w.astype(float32)`` by writing the float32 weights to memory
-before the dot, so int8 weights end up slower than float32 ones. The kernel in
-``decoders/kernels/int8_matmul.cc`` converts each weight row in registers instead; it is an XLA FFI
-handler, called from jitted code through :func:`jax.ffi.ffi_call` like any other operation.
+before the dot, so quantised weights end up slower than float32 ones. The kernels in
+``decoders/kernels/`` convert each weight row in registers instead: ``int8_matmul.cc`` for int8
+rows, ``gguf_matmul.cc`` for the GGUF block formats as the file stores them. Both are XLA FFI
+handlers in one library, called from jitted code through :func:`jax.ffi.ffi_call` like any other
+operation.
 
 The shared library is compiled on first use for the machine it runs on (``-march=native``) and
 stored under ``$SHIELD_CACHE_DIR/kernels/`` (see :func:`decoders.paths.cache_root`), keyed by the
@@ -39,8 +41,10 @@ from decoders.paths import cache_root
 from shield.errors import DecoderError
 
 __all__ = [
+    "GGUF_MATMUL_TARGET",
     "INT8_MATMUL_TARGET",
-    "KERNEL_SOURCE",
+    "KERNEL_DIRECTORY",
+    "KERNEL_SOURCES",
     "NativeKernelError",
     "build_kernel",
     "compiler_command",
@@ -48,14 +52,33 @@ __all__ = [
     "require_kernel",
 ]
 
-#: The C++ source of the kernels, shipped with the package.
-KERNEL_SOURCE = Path(__file__).parent / "kernels" / "int8_matmul.cc"
+#: The C++ sources and headers of the kernels, shipped with the package.
+KERNEL_DIRECTORY = Path(__file__).parent / "kernels"
+#: The translation units compiled into the one library (headers live beside them).
+KERNEL_SOURCES: tuple[Path, ...] = (
+    KERNEL_DIRECTORY / "int8_matmul.cc",
+    KERNEL_DIRECTORY / "gguf_matmul.cc",
+)
 #: Name under which the int8 matmul is registered with XLA (CPU platform).
 INT8_MATMUL_TARGET = "shield_int8_matmul"
+#: Name under which the GGUF block matmul is registered with XLA (CPU platform).
+GGUF_MATMUL_TARGET = "shield_gguf_matmul"
+#: Exported symbol of each target.
+_SYMBOLS = {INT8_MATMUL_TARGET: "ShieldInt8Matmul", GGUF_MATMUL_TARGET: "ShieldGgufMatmul"}
 #: Seconds a compile may take before it is abandoned (zig builds its C++ runtime on first use).
 COMPILE_TIMEOUT_S = 600.0
 _LIBRARY_NAME = "libshield_kernels.so"
-_FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", "-w")
+# -ffp-contract=off: the GGUF kernel rounds q * scale and + offset separately, as gguf does.
+_FLAGS = (
+    "-O3",
+    "-march=native",
+    "-std=c++17",
+    "-shared",
+    "-fPIC",
+    "-fvisibility=hidden",
+    "-ffp-contract=off",
+    "-w",
+)
 
 
 class NativeKernelError(DecoderError):
@@ -82,7 +105,7 @@ def compiler_command() -> list[str]:
         if found:
             return [found]
     raise NativeKernelError(
-        "int8 weights on the CPU need a C++17 compiler to build their kernel, and none was found: "
+        "quantised weights on the CPU need a C++17 compiler to build their kernels, and none was found: "
         "expected the `ziglang` package (installed with shield), `c++` on the PATH or "
         "$SHIELD_CXX. Install one, or load the model with weights='dense'."
     )
@@ -102,8 +125,9 @@ def _cpu_flags() -> str:
 
 def _build_key(command: list[str]) -> str:
     digest = hashlib.sha256()
+    sources = sorted(KERNEL_DIRECTORY.glob("*.[ch]*"))  # the headers too
     for part in (
-        KERNEL_SOURCE.read_bytes(),
+        *(path.read_bytes() for path in sources),
         " ".join(command).encode(),
         " ".join(_FLAGS).encode(),
         jax.__version__.encode(),
@@ -141,7 +165,7 @@ def build_kernel(cache_directory: Path | None = None) -> Path:
         *command,
         *_FLAGS,
         f"-I{jax.ffi.include_dir()}",
-        str(KERNEL_SOURCE),
+        *(str(path) for path in KERNEL_SOURCES),
         "-o",
         staging,
     ]
@@ -152,14 +176,14 @@ def build_kernel(cache_directory: Path | None = None) -> Path:
     except (OSError, subprocess.TimeoutExpired) as error:
         Path(staging).unlink(missing_ok=True)
         raise NativeKernelError(
-            f"compiling {KERNEL_SOURCE.name} with {shlex.join(command)} failed: {error}. Set "
+            f"compiling {KERNEL_DIRECTORY} with {shlex.join(command)} failed: {error}. Set "
             "$SHIELD_CXX to a working C++17 compiler, or load the model with weights='dense'."
         ) from error
     if completed.returncode != 0:
         Path(staging).unlink(missing_ok=True)
         tail = (completed.stderr or completed.stdout).strip()[-2000:]
         raise NativeKernelError(
-            f"compiling {KERNEL_SOURCE.name} with {shlex.join(command)} exited with "
+            f"compiling {KERNEL_DIRECTORY} with {shlex.join(command)} exited with "
             f"{completed.returncode}:\n{tail}\nSet $SHIELD_CXX to a working C++17 compiler, or "
             "load the model with weights='dense'."
         )
@@ -180,19 +204,20 @@ def register_kernels() -> Path:
     library = build_kernel()
     try:
         handle = ctypes.cdll.LoadLibrary(str(library))
-        symbol = handle.ShieldInt8Matmul
+        symbols = {target: getattr(handle, name) for target, name in _SYMBOLS.items()}
     except (OSError, AttributeError) as error:
         raise NativeKernelError(
             f"{library}: the kernel library does not load ({error}); delete the file to rebuild."
         ) from error
-    jax.ffi.register_ffi_target(INT8_MATMUL_TARGET, jax.ffi.pycapsule(symbol), platform="cpu")
+    for target, symbol in symbols.items():
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(symbol), platform="cpu")
     return library
 
 
 def require_kernel() -> None:
     """Build and register the kernel when the default backend is the CPU; otherwise nothing.
 
-    Called wherever int8 weights are made or used, so a missing compiler is reported there and
+    Called wherever quantised weights are made or used, so a missing compiler is reported there and
     accelerator hosts never compile it (their products never lower the CPU branch).
 
     Raises:

@@ -4,22 +4,12 @@
 // An XLA FFI handler for the CPU. Weight rows are read once from memory and converted to float32
 // in registers; XLA's own lowering of the same expression materialises the float32 weights
 // first, which costs more memory traffic than the float32 weights it was meant to replace.
-// Output rows are split into chunks that the calling thread and a few worker threads take from a
-// shared counter, so a call finishes even if no worker ever runs. The workers spin for a short
-// while after each call before they sleep: a decode step makes a call every few tens of
-// microseconds, less than it takes to wake a sleeping thread (XLA's own pool, tried first, woke
-// too late to help with all but the largest products).
+// Output rows are split into chunks run by the library's shared threads (workers.h).
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <cstdlib>
-#include <memory>
-#include <mutex>
-#include <thread>
 
+#include "workers.h"
 #include "xla/ffi/api/ffi.h"
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -34,16 +24,8 @@ constexpr int64_t kBlock = 32;          // weights sharing one scale and offset
 constexpr int64_t kRowsPerTile = 4;     // weight rows whose dot products share one pass over x
 constexpr int64_t kBatchPerTile = 4;    // activation rows per pass; 16 accumulators in all
 constexpr int64_t kRowsPerChunk = 64;   // unit of work handed to a thread
-constexpr int64_t kMaxWorkers = 7;      // threads besides the caller
 constexpr int64_t kPrefetchTiles = 2;   // how far ahead weight rows are requested
-constexpr int64_t kCacheLine = 64;
-constexpr auto kSpinTime = std::chrono::milliseconds(2);  // busy wait before a worker sleeps
-
-inline void relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
+using shield_kernels::kCacheLine;
 
 // The vector unit, chosen at compile time (-march=native): kLanes floats per register, and the
 // few operations the tile needs. kLanes divides kBlock, so one register never spans two blocks.
@@ -173,95 +155,11 @@ void chunk(const Problem& p, int64_t n0, int64_t n1) {
   }
 }
 
-struct Work {
-  Problem problem;
-  int64_t chunks;
-  std::atomic<int64_t> next{0};
-  std::atomic<int64_t> done{0};
-
-  void drain() {
-    for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) {
-      const int64_t n0 = c * kRowsPerChunk;
-      chunk(problem, n0, std::min(problem.n, n0 + kRowsPerChunk));
-      done.fetch_add(1, std::memory_order_release);
-    }
-  }
-};
-
-// The worker threads, created on first use and never destroyed (they may be blocked in a wait
-// when the process exits, which is harmless for detached threads).
-class Workers {
- public:
-  static Workers& instance() {
-    static Workers* workers = new Workers();
-    return *workers;
-  }
-
-  int64_t size() const { return static_cast<int64_t>(count_); }
-
-  // Offer `work` to the workers, do chunks until none is left, wait for the rest.
-  void run(const std::shared_ptr<Work>& work) {
-    if (count_ > 0 && work->chunks > 1) {
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        current_ = work;
-        generation_.fetch_add(1, std::memory_order_release);
-      }
-      if (sleeping_.load(std::memory_order_acquire) > 0) wake_.notify_all();
-    }
-    work->drain();
-    while (work->done.load(std::memory_order_acquire) < work->chunks) relax();
-  }
-
- private:
-  Workers() {
-    // $SHIELD_KERNEL_THREADS caps the threads working on a product, the caller included.
-    unsigned threads = std::thread::hardware_concurrency();
-    if (const char* cap = std::getenv("SHIELD_KERNEL_THREADS")) {
-      const long value = std::strtol(cap, nullptr, 10);
-      if (value > 0) threads = std::min<unsigned>(threads, static_cast<unsigned>(value));
-    }
-    count_ = threads > 1 ? std::min<unsigned>(threads - 1, kMaxWorkers) : 0;
-    for (unsigned i = 0; i < count_; ++i) std::thread([this] { loop(); }).detach();
-  }
-
-  void loop() {
-    uint64_t seen = 0;
-    for (;;) {
-      uint64_t generation = wait_for_new(seen);
-      seen = generation;
-      std::shared_ptr<Work> work;
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        work = current_;
-      }
-      if (work) work->drain();
-    }
-  }
-
-  uint64_t wait_for_new(uint64_t seen) {
-    const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
-    for (int spins = 0;; ++spins) {
-      const uint64_t generation = generation_.load(std::memory_order_acquire);
-      if (generation != seen) return generation;
-      // Yield rather than pause: a thread XLA needs may be waiting for this core.
-      std::this_thread::yield();
-      if ((spins & 255) == 255 && std::chrono::steady_clock::now() > deadline) break;
-    }
-    std::unique_lock<std::mutex> lock(mutex_);
-    sleeping_.fetch_add(1, std::memory_order_acq_rel);
-    wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-    sleeping_.fetch_sub(1, std::memory_order_acq_rel);
-    return generation_.load(std::memory_order_acquire);
-  }
-
-  unsigned count_ = 0;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::shared_ptr<Work> current_;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> sleeping_{0};
-};
+void run_chunk(const void* context, int64_t c) {
+  const auto& p = *static_cast<const Problem*>(context);
+  const int64_t n0 = c * kRowsPerChunk;
+  chunk(p, n0, std::min(p.n, n0 + kRowsPerChunk));
+}
 
 ffi::Error Int8MatmulImpl(ffi::Buffer<ffi::F32> x,
                           ffi::Buffer<ffi::S8> w, ffi::Buffer<ffi::F32> scale,
@@ -277,12 +175,10 @@ ffi::Error Int8MatmulImpl(ffi::Buffer<ffi::F32> x,
     return ffi::Error::InvalidArgument(
         "shield_int8_matmul expects scale and offset [N, ceil(K / 32)]");
   }
-  auto work = std::make_shared<Work>();
-  work->problem = Problem{x.typed_data(),      w.typed_data(), scale.typed_data(),
-                          offset.typed_data(), y->typed_data(), xd[0],
-                          wd[0],               wd[1],          blocks};
-  work->chunks = (wd[0] + kRowsPerChunk - 1) / kRowsPerChunk;
-  Workers::instance().run(work);
+  const Problem problem{x.typed_data(),      w.typed_data(), scale.typed_data(),
+                        offset.typed_data(), y->typed_data(), xd[0],
+                        wd[0],               wd[1],          blocks};
+  shield_kernels::parallel_for((wd[0] + kRowsPerChunk - 1) / kRowsPerChunk, run_chunk, &problem);
   return ffi::Error::Success();
 }
 

@@ -1,0 +1,150 @@
+"""Projections whose weights are a GGUF file's own blocks, decoded inside the product.
+
+A :class:`BlockLinear` holds the rows ``[out, in]`` of one or more GGUF tensors exactly as the
+file stores them (``uint8 [rows, row_bytes]`` per part, see :mod:`decoders.gguf_formats`); parts
+exist because a fused projection (q, k, v; gate, up) may join tensors of different formats, as
+the K-quant mixes do. On the CPU each part's product runs in the native kernel
+(``decoders/kernels/gguf_matmul.cc``), which reads each block once and decodes it in registers;
+elsewhere in XLA's dequantise-then-dot, which accelerators fuse. Either way the weights are the
+ones ``gguf.quants.dequantize`` gives, bit for bit.
+
+The same rows serve as an embedding table: row ``t``, decoded, is token ``t``'s vector.
+
+Example:
+    >>> weight = BlockLinear(parts=(blocks,), formats=("Q4_1",), in_features=576)  # doctest: +SKIP
+    >>> y = project_blocks(x, weight)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from decoders.gguf_formats import FORMATS, dequantize_rows
+from decoders.native import GGUF_MATMUL_TARGET, require_kernel
+from shield.errors import DecoderError
+
+__all__ = ["BlockLinear", "dense_rows", "embed_block_rows", "project_blocks"]
+
+Array = jax.Array
+
+
+@struct.dataclass(frozen=True)
+class BlockLinear:
+    """A linear map ``[in, out]`` stored as GGUF block rows ``[out, in]``, in parts along ``out``.
+
+    ``parts[p]`` is ``uint8 [rows_p, row_bytes_p]`` in format ``formats[p]``; the outputs are the
+    parts' outputs concatenated in order.
+    """
+
+    parts: tuple[Array, ...]
+    formats: tuple[str, ...] = struct.field(pytree_node=False)
+    in_features: int = struct.field(pytree_node=False)
+
+    def __post_init__(self) -> None:
+        if not self.parts or len(self.parts) != len(self.formats):
+            raise DecoderError(
+                f"BlockLinear: expected one format per part, received {len(self.parts)} parts "
+                f"and formats {self.formats}."
+            )
+        for part, name in zip(self.parts, self.formats, strict=True):
+            if name not in FORMATS:
+                raise DecoderError(
+                    f"BlockLinear: format {name!r} is not supported; expected one of "
+                    f"{list(FORMATS)}."
+                )
+            if not hasattr(part, "shape"):  # tracers and placeholders inside transformations
+                continue
+            expected = FORMATS[name].row_bytes(self.in_features)
+            if len(part.shape) != 2 or part.shape[1] != expected:
+                raise DecoderError(
+                    f"BlockLinear: a {name} part of {self.in_features} inputs must be "
+                    f"[rows, {expected}] bytes, received {tuple(part.shape)}."
+                )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The dense ``[in, out]`` shape this map stands for."""
+        return self.in_features, sum(int(part.shape[0]) for part in self.parts)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored blocks (what a batch-1 product reads)."""
+        return sum(int(np.prod(part.shape)) for part in self.parts)
+
+
+def dense_rows(weight: BlockLinear) -> Array:
+    """The float32 rows ``[out, in]`` the blocks decode to (``gguf.quants.dequantize``'s)."""
+    rows = [dequantize_rows(part, name) for part, name in zip(weight.parts, weight.formats)]
+    return rows[0] if len(rows) == 1 else jnp.concatenate(rows, axis=0)
+
+
+def _portable(x: Array, blocks: Array, name: str) -> Array:
+    rows = dequantize_rows(blocks, name).astype(x.dtype)  # [out, in]
+    return jnp.einsum("mi,oi->mo", x, rows, preferred_element_type=jnp.float32)
+
+
+def _native(x: Array, blocks: Array, name: str) -> Array:
+    call = jax.ffi.ffi_call(
+        GGUF_MATMUL_TARGET, jax.ShapeDtypeStruct((x.shape[0], blocks.shape[0]), jnp.float32)
+    )
+    out: Array = call(x, blocks, format=np.int32(FORMATS[name].ggml_type))
+    return out
+
+
+def _part_product(rows: Array, blocks: Array, name: str) -> Array:
+    if rows.dtype != jnp.float32:
+        return _portable(rows, blocks, name)
+    require_kernel()
+    return jax.lax.platform_dependent(
+        rows,
+        blocks,
+        cpu=lambda x, b: _native(x, b, name),
+        default=lambda x, b: _portable(x, b, name),
+    )
+
+
+def project_blocks(x: Array, weight: BlockLinear) -> Array:
+    """``x @ w`` for block weights.
+
+    Args:
+        x: activations ``[..., in]``; float32 takes the native kernel on a CPU, other dtypes the
+            dequantise-then-dot path.
+        weight: the block map.
+
+    Returns:
+        ``[..., out]`` in ``x.dtype``, accumulated in float32.
+
+    Raises:
+        DecoderError: ``x``'s last axis is not the map's input size.
+        decoders.native.NativeKernelError: on a CPU, the kernel cannot be built.
+    """
+    if x.shape[-1] != weight.in_features:
+        raise DecoderError(
+            f"project_blocks: activations of width {x.shape[-1]} against a map of "
+            f"{weight.in_features} inputs."
+        )
+    lead = x.shape[:-1]
+    rows = x.reshape(-1, x.shape[-1])
+    outs = [
+        _part_product(rows, part, name)
+        for part, name in zip(weight.parts, weight.formats, strict=True)
+    ]
+    out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
+    return out.reshape(*lead, out.shape[-1]).astype(x.dtype)
+
+
+def embed_block_rows(table: BlockLinear, tokens: Array, dtype: jnp.dtype) -> Array:
+    """Token vectors ``[..., H]`` from block rows ``[V, H]``: only the looked-up rows decode.
+
+    Raises:
+        DecoderError: the table has several parts (an embedding is one tensor).
+    """
+    if len(table.parts) != 1:
+        raise DecoderError(
+            f"embed_block_rows: an embedding table is one tensor, received {len(table.parts)} "
+            "parts."
+        )
+    return dequantize_rows(table.parts[0][tokens], table.formats[0]).astype(dtype)
