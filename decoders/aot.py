@@ -40,18 +40,15 @@ import jaxlib
 import numpy as np
 from jax import export
 
-from decoders import shielded_loop as loop_module
-from decoders import step
 from shield.store import cache_root, evict, read_entry, sources_digest, write_entry
 
 __all__ = [
     "FORMAT",
     "MAX_ENTRIES",
     "AheadOfTime",
+    "ahead_of_time",
     "aot_enabled",
-    "prefill",
     "set_aot_enabled",
-    "shielded_loop",
 ]
 
 #: Version of what an entry holds.
@@ -93,6 +90,32 @@ def _can_serialise() -> bool:
     return available
 
 
+def ahead_of_time(
+    function: Callable[..., Any],
+    *,
+    static_argnames: Iterable[str] = (),
+    donate_argnames: Iterable[str] = (),
+) -> AheadOfTime:
+    """``jax.jit`` with these arguments, exported ahead of time when the cache is on (a decorator).
+
+    Args:
+        function: the function to jit.
+        static_argnames: its static arguments (as for ``jax.jit``).
+        donate_argnames: arguments donated by the jitted function (an exported call does not
+            donate: its outputs are new buffers).
+
+    Returns:
+        The :class:`AheadOfTime` function.
+
+    Example:
+        >>> @functools.partial(ahead_of_time, static_argnames=("config", "window"))  # doctest: +SKIP
+        ... def prefill(params, config, state, tokens, lengths, *, window): ...
+    """
+    static, donated = tuple(static_argnames), tuple(donate_argnames)
+    jitted = jax.jit(function, static_argnames=static, donate_argnames=donated)
+    return AheadOfTime(jitted, static_argnames=static)
+
+
 class AheadOfTime:
     """A jitted function, exported once and called from its export in later processes.
 
@@ -101,8 +124,8 @@ class AheadOfTime:
         static_argnames: the names of its static arguments (as given to ``jax.jit``).
 
     Example:
-        >>> prefill = AheadOfTime(decoders.step.prefill, static_argnames=("config", "window"))
-        >>> state = prefill(params, config, state, tokens, lengths, window=64)  # doctest: +SKIP
+        >>> prefill = AheadOfTime(jax.jit(f, static_argnames=("config",)), static_argnames=("config",))
+        >>> state = prefill(params, config, state, tokens)  # doctest: +SKIP
     """
 
     def __init__(self, jitted: Callable[..., Any], *, static_argnames: Iterable[str]) -> None:
@@ -117,6 +140,11 @@ class AheadOfTime:
         self._lock = threading.Lock()
         functools.update_wrapper(self, jitted)
 
+    @property
+    def jitted(self) -> Callable[..., Any]:
+        """The jitted function (what a call runs when the cache is off)."""
+        return self._jitted
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function: from its export when the cache is on, else the jitted one."""
         if not aot_enabled():
@@ -129,7 +157,7 @@ class AheadOfTime:
         )
         dynamic_kwargs = {k: v for k, v in bound.kwargs.items() if k not in self._static}
         leaves, tree = jax.tree_util.tree_flatten((dynamic_args, dynamic_kwargs))
-        if not all(_on_one_device(leaf) for leaf in leaves):
+        if not all(_on_one_device(leaf) for leaf in leaves):  # meshes, or inside a trace
             return self._jitted(*args, **kwargs)
         static = {name: bound.arguments.get(name) for name in self._static}
         key = self._key(static, tree, leaves)
@@ -193,6 +221,9 @@ def _folder() -> Path:
 
 
 def _on_one_device(leaf: Any) -> bool:
+    """Whether ``leaf`` is a concrete value on at most one device (not a tracer)."""
+    if isinstance(leaf, jax.core.Tracer):
+        return False
     sharding = getattr(leaf, "sharding", None)
     return sharding is None or len(sharding.device_set) == 1
 
@@ -261,11 +292,3 @@ def _register(types: set[type]) -> None:
 
 
 _REGISTRY_LOCK = threading.Lock()
-
-
-#: The prefill (:func:`decoders.step.prefill`), exported ahead of time.
-prefill = AheadOfTime(step.prefill, static_argnames=("config", "window"))
-#: The shielded device loop (:func:`decoders.shielded_loop.shielded_loop`), exported ahead of time.
-shielded_loop = AheadOfTime(
-    loop_module.shielded_loop, static_argnames=("config", "sampling", "loop", "window")
-)

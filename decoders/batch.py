@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from decoders.aot import prefill as _prefill  # exported ahead of time when caches are on
 from decoders.config import DecodeConfig
 from decoders.loading import Model
 from decoders.model import Params
@@ -29,6 +28,7 @@ from decoders.sharding import batch_mesh, data_size, shard_params, shard_state
 from decoders.state import FINISH_LENGTH, FINISH_REASONS, DecodeState, finish
 from decoders.state import init_state as _init_state
 from decoders.step import attention_window
+from decoders.step import prefill as _prefill
 from decoders.tokenizer import Tokenizer
 from shield.errors import BudgetError, DecoderError
 from shield.result import FinishReason, GenerationResult, GenerationStats

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from decoders.aot import ahead_of_time
 from decoders.config import ModelConfig
 from decoders.model import Params
 from decoders.sampling import SamplingConfig, row_keys, sample
@@ -223,8 +224,9 @@ def _step(
     return state, carry
 
 
+# Exported ahead of time when the compile caches are on (decoders.aot: a warm start does not trace).
 @functools.partial(
-    jax.jit,
+    ahead_of_time,
     static_argnames=("config", "sampling", "loop", "window"),
     donate_argnames=("state", "carry"),
 )

@@ -27,6 +27,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from decoders.aot import ahead_of_time
 from decoders.config import ModelConfig
 from decoders.model import Params, forward, logits
 from decoders.sampling import SamplingConfig, row_keys, sample
@@ -57,7 +58,8 @@ Array = jax.Array
 MIN_ATTENTION_WINDOW = 64
 
 
-@functools.partial(jax.jit, static_argnames=("config", "window"))
+# Exported ahead of time when the compile caches are on (decoders.aot: a warm start does not trace).
+@functools.partial(ahead_of_time, static_argnames=("config", "window"))
 def prefill(
     params: Params,
     config: ModelConfig,

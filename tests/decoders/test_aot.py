@@ -14,12 +14,19 @@ import pytest
 from decoders import aot, step
 from decoders.config import DecodeConfig
 from decoders.loading import Model
+from decoders.plain import generate_plain
+from decoders.shielded import generate_shielded
 from decoders.state import DecodeState, init_state
+from decoders.tokenizer import Tokenizer
+from shield.rules import LiteralRule
 from shield.store import CACHE_DIR_ENV, read_entry
+from tests.decoders.scenario_support import PROMPTS, judge_of
 
 pytest.importorskip("flatbuffers", reason="jax.export serialises with flatbuffers")
 
 STATIC = ("config", "window")
+#: The jitted prefill itself (decoders.step.prefill is exported ahead of time too).
+JITTED = step.prefill.jitted
 
 
 @pytest.fixture
@@ -54,21 +61,21 @@ def _entries(folder: Path) -> list[Path]:
 
 
 def test_the_exported_prefill_equals_the_jitted_one(aot_on: Path, tiny_model: Model) -> None:
-    exported = aot.AheadOfTime(step.prefill, static_argnames=STATIC)
+    exported = aot.AheadOfTime(JITTED, static_argnames=STATIC)
     args = _arguments(tiny_model)
     found = exported(*args, window=32)
     assert len(_entries(aot_on)) == 1  # the scenario: it was exported and stored
-    _assert_same(found, step.prefill(*args, window=32))
+    _assert_same(found, JITTED(*args, window=32))
 
 
 def test_a_later_process_loads_instead_of_tracing(
     aot_on: Path, tiny_model: Model, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     args = _arguments(tiny_model)
-    aot.AheadOfTime(step.prefill, static_argnames=STATIC)(*args, window=32)
-    later = aot.AheadOfTime(step.prefill, static_argnames=STATIC)  # nothing in memory
+    aot.AheadOfTime(JITTED, static_argnames=STATIC)(*args, window=32)
+    later = aot.AheadOfTime(JITTED, static_argnames=STATIC)  # nothing in memory
     monkeypatch.setattr(later, "_export", _never)
-    _assert_same(later(*args, window=32), step.prefill(*args, window=32))
+    _assert_same(later(*args, window=32), JITTED(*args, window=32))
 
 
 def _never(*_: object) -> None:
@@ -76,19 +83,19 @@ def _never(*_: object) -> None:
 
 
 def test_another_static_argument_or_shape_misses(aot_on: Path, tiny_model: Model) -> None:
-    exported = aot.AheadOfTime(step.prefill, static_argnames=STATIC)
+    exported = aot.AheadOfTime(JITTED, static_argnames=STATIC)
     exported(*_arguments(tiny_model), window=32)
     exported(*_arguments(tiny_model), window=16)  # another static argument
     args = _arguments(tiny_model, length=6)  # another shape
     found = exported(*args, window=32)
     assert len(_entries(aot_on)) == 3
-    _assert_same(found, step.prefill(*args, window=32))
+    _assert_same(found, JITTED(*args, window=32))
 
 
 @pytest.mark.parametrize("how", ["truncated", "flipped"])
 def test_a_damaged_entry_is_exported_again(aot_on: Path, tiny_model: Model, how: str) -> None:
     args = _arguments(tiny_model)
-    aot.AheadOfTime(step.prefill, static_argnames=STATIC)(*args, window=32)
+    aot.AheadOfTime(JITTED, static_argnames=STATIC)(*args, window=32)
     (path,) = _entries(aot_on)
     data = path.read_bytes()
     middle = len(data) // 2
@@ -96,8 +103,8 @@ def test_a_damaged_entry_is_exported_again(aot_on: Path, tiny_model: Model, how:
         data[:middle] if how == "truncated" else data[:middle] + b"\0" * 64 + data[middle + 64 :]
     )
     assert read_entry(path, path.stem).status == "corrupt"  # the scenario: a bad file
-    found = aot.AheadOfTime(step.prefill, static_argnames=STATIC)(*args, window=32)
-    _assert_same(found, step.prefill(*args, window=32))
+    found = aot.AheadOfTime(JITTED, static_argnames=STATIC)(*args, window=32)
+    _assert_same(found, JITTED(*args, window=32))
     assert read_entry(path, path.stem).status == "hit"  # rewritten whole
 
 
@@ -109,13 +116,35 @@ def test_off_calls_the_jitted_function_and_writes_nothing(
     aot.set_aot_enabled(False)
     try:
         args = _arguments(tiny_model)
-        found = aot.AheadOfTime(step.prefill, static_argnames=STATIC)(*args, window=32)
+        found = aot.AheadOfTime(JITTED, static_argnames=STATIC)(*args, window=32)
     finally:
         aot.set_aot_enabled(before)
     assert not (tmp_path / "aot").exists()
-    _assert_same(found, step.prefill(*args, window=32))
+    _assert_same(found, JITTED(*args, window=32))
 
 
 def test_unknown_static_names_are_refused() -> None:
     with pytest.raises(ValueError, match="no arguments"):
-        aot.AheadOfTime(step.prefill, static_argnames=("config", "windw"))
+        aot.AheadOfTime(JITTED, static_argnames=("config", "windw"))
+
+
+def test_shielded_generation_through_the_exports_equals_the_jitted_one(
+    aot_on: Path, tiny_model: Model, tiny_tokenizer: Tokenizer
+) -> None:
+    """The decorated prefill and shielded loop, end to end: a backtracking run that rewinds."""
+    plain = generate_plain(tiny_model, tiny_tokenizer, PROMPTS, max_new_tokens=10, temperature=0.0)
+    data = b"".join(tiny_tokenizer.token_bytes[t] for t in plain[0].tokens)
+    forbidden = data[len(data) // 3 : len(data) // 3 + 2].decode("latin-1")
+    judge = judge_of(tiny_tokenizer, LiteralRule(id="x", literal=forbidden), max_retries=2)
+
+    def run() -> list:
+        results = generate_shielded(
+            tiny_model, tiny_tokenizer, PROMPTS, judge=judge, max_new_tokens=10, temperature=0.0
+        )
+        return [(r.tokens, r.finish_reason, r.events) for r in results]
+
+    exported = run()
+    assert {p.name.rpartition("-")[0] for p in _entries(aot_on)} == {"prefill", "shielded_loop"}
+    aot.set_aot_enabled(False)
+    assert exported == run()
+    assert exported[0][2]  # the scenario: the shield acted on the first row
