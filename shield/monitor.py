@@ -27,10 +27,19 @@ import numpy as np
 from shield.automata.alphabet import END
 from shield.automata.compiler import CompiledRule, compile_rule
 from shield.automata.dfa import DFA
+from shield.automata.exemptions import repeat_exemptions
 from shield.automata.limits import DEFAULT_LIMITS
 from shield.lifting import TokenShield
 from shield.policy import BacktrackPolicy
-from shield.rules import AfterRule, AtMostRule, ClassifierRule, Pattern, Rule
+from shield.rules import (
+    AfterRule,
+    AtMostRule,
+    ClassifierRule,
+    LiteralRule,
+    Pattern,
+    Rule,
+    WordsRule,
+)
 from shield.spans import leftmost_longest
 from shield.validators import validate
 
@@ -263,7 +272,15 @@ class Shield:
         if not _detections(rule.matcher, data, 1):
             return []  # the automaton decides whether the rule is violated at all
         assert rule.scanner is not None  # every rule but max_length has a pattern
-        return leftmost_longest(rule.scanner.nfa, data, _counts_from(rule, data))
+        spans = leftmost_longest(rule.scanner.nfa, data, _counts_from(rule, data))
+        exempt, fold = _exemptions(_violating_pattern(rule.rule))
+        if not exempt:
+            return spans
+        # The matcher never counts an exempt word (shield.automata.exemptions); the pattern
+        # that spans are searched with cannot say so, so its spans of exempt words are dropped.
+        return [
+            (s, e) for s, e in spans if (data[s:e].lower() if fold else data[s:e]) not in exempt
+        ]
 
     def refusal_passes(self) -> bool:
         """Whether the policy's refusal text passes every automaton rule.
@@ -284,6 +301,23 @@ class Shield:
             The token shield.
         """
         return TokenShield.build(self.compiled, source, special=special)
+
+
+def _violating_pattern(rule: Any) -> Any:
+    """The part of a rule whose matches are the violations (the forbidden pattern)."""
+    if isinstance(rule, AfterRule):
+        return rule.forbid
+    return rule.pattern if isinstance(rule, AtMostRule) else rule
+
+
+@functools.lru_cache(maxsize=64)
+def _exemptions(pattern: Any) -> tuple[frozenset[bytes], bool]:
+    """The exempt words of a word-list pattern as bytes, and whether they compare case-folded."""
+    if not isinstance(pattern, WordsRule | LiteralRule):
+        return frozenset(), False
+    words = (pattern.literal,) if isinstance(pattern, LiteralRule) else pattern.words
+    exempt = repeat_exemptions(tuple(dict.fromkeys(words)), pattern.match)
+    return frozenset(w.encode() for w in exempt), pattern.match.case_insensitive
 
 
 def _counts_from(rule: CompiledRule, data: bytes) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from shield.automata.determinize import Matcher, determinize
 from shield.automata.dfa import DFA
+from shield.automata.exemptions import repeat_exemptions
 from shield.automata.limits import CompileLimits
 from shield.automata.nfa import NFA, build_nfa
 from shield.automata.normalize import word_code_points
@@ -136,8 +137,11 @@ def _pattern(
     if isinstance(pattern, RegexRule):
         nfa = build_nfa(node, limits)
         return determinize(nfa, limits, what=what), ReverseScanner(nfa)
-    words = (pattern.literal,) if isinstance(pattern, LiteralRule) else pattern.words
-    matcher = words_matcher(tuple(dict.fromkeys(words)), pattern.match, limits, what=what)
+    words = tuple(
+        dict.fromkeys((pattern.literal,) if isinstance(pattern, LiteralRule) else pattern.words)
+    )
+    exempt = sorted(repeat_exemptions(words, pattern.match))
+    matcher = words_matcher(words, pattern.match, limits, what=what, exempt=exempt)
     return matcher, _LazyScanner(node, limits, _word_chars(pattern))
 
 

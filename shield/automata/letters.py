@@ -144,11 +144,18 @@ class _Model:
     repeats: bool
     leet_atoms: dict[str, frozenset[int]]  # per letter, its leet-digit atoms (leet only)
     capitals: frozenset[int]  # the atoms of uppercase ASCII letters (leet only)
+    exempt_children: list[dict[str, int]]  # the exempt words' trie (see exemptions)
+    exempt_final: list[bool]
+    plain_atoms: dict[str, frozenset[int]]  # per letter of an exempt word, its plain atoms
 
     def moves(self, item: int) -> dict[int, list[int]]:
         """Item → atom → items. An item is ``(node * 3 + phase) * 3 + context``, the context of
         leetspeak's rules (:mod:`shield.automata.leet_units`): every letter of the match so far is
-        a capital (no leet digit may come next), or a leet digit (the match is not a word yet)."""
+        a capital (no leet digit may come next), or a leet digit (the match is not a word yet).
+        An exempt word's item is ``-1 - node`` of its own trie: plain letters only, no gaps, no
+        repeats (see :mod:`shield.automata.exemptions`)."""
+        if item < 0:
+            return self._exempt_moves(-1 - item)
         base, context = divmod(item, 3)
         node, phase = divmod(base, 3)
         out: dict[int, list[int]] = {}
@@ -168,7 +175,9 @@ class _Model:
 
         for letter, child in self.children[node].items():
             letter_moves(letter, child * 3 + _L)
-        if node == 0:  # the root: only the first letter
+        if node == 0:  # the root: only the first letter (of a word, or of an exempt word)
+            for atom, targets in self._exempt_moves(0).items():
+                out.setdefault(atom, []).extend(targets)
             return out
         more = bool(self.children[node])
         if phase == _L:
@@ -184,6 +193,16 @@ class _Model:
         if more and phase == _G2:
             for atom in self.zero_width:
                 out.setdefault(atom, []).append(item)
+        return out
+
+    def _exempt_moves(self, node: int) -> dict[int, list[int]]:
+        """Atom → items from node ``node`` of the exempt words' trie."""
+        out: dict[int, list[int]] = {}
+        if node >= len(self.exempt_children):
+            return out
+        for letter, child in self.exempt_children[node].items():
+            for atom in self.plain_atoms[letter]:
+                out.setdefault(atom, []).append(-1 - child)
         return out
 
 
@@ -218,6 +237,8 @@ def letter_matcher(
     what: str,
     word_chars: frozenset[int] = frozenset(),
     leet: bool = False,
+    exempt: Sequence[str] = (),
+    case_insensitive: bool = False,
 ) -> tuple[LetterMatcher, Atoms]:
     """The minimal letter-level matcher of a word list.
 
@@ -233,6 +254,9 @@ def letter_matcher(
         what: names the rule in error messages.
         word_chars: non-ASCII code points that count as word characters (whole words).
         leet: apply leetspeak's capital-digit rule (:mod:`shield.automata.leet_units`).
+        exempt: words of the text never reported as whole words (plain letters, see
+            :mod:`shield.automata.exemptions`); whole words only.
+        case_insensitive: exempt words match in either case.
 
     Returns:
         The matcher and its atoms.
@@ -242,10 +266,18 @@ def letter_matcher(
             than ``max_seconds``.
     """
     letters = sorted(letter_sets)
-    sets = [*(letter_sets[c] for c in letters), *gaps]
+    exempt = tuple(exempt) if whole_word else ()
+    plain = sorted(set("".join(exempt)))
+    plain_sets = [
+        frozenset({ord(c), *((ord(c.upper()), ord(c.lower())) if case_insensitive else ())})
+        for c in plain
+    ]
+    sets = [*(letter_sets[c] for c in letters), *gaps, *plain_sets]
     atoms = make_atoms(sets, word_chars, split_capitals=leet)
     of_letter = dict(zip(letters, atoms.of_set, strict=False))
-    zero_width, separators, marks = atoms.of_set[len(letters) :]
+    zero_width, separators, marks = atoms.of_set[len(letters) : len(letters) + 3]
+    plain_atoms = dict(zip(plain, atoms.of_set[len(letters) + 3 :], strict=True))
+    exempt_children, exempt_final, _ = _trie(exempt) if exempt else ([], [], [])
     leet_atoms = {
         c: frozenset(atoms.of_cp[cp] for cp in leet_digits(c, letter_sets[c])) for c in letters
     }
@@ -262,6 +294,9 @@ def letter_matcher(
         repeats,
         leet_atoms if leet else {},
         capitals if leet else frozenset(),
+        exempt_children,
+        exempt_final,
+        plain_atoms,
     )
     fuel = min(max_states, max(1, max_cells // atoms.n_atoms))
     table, accepting, restart = _Crawl(model, atoms, whole_word, fuel, what).run(max_seconds)
@@ -318,7 +353,12 @@ class _Crawl:
     def has_final(self, items: frozenset[int]) -> bool:
         final = self.model.final
         # A match of leet digits only is a number, not a word (455, 8008).
-        return any(final[i // 9] for i in items if i // 3 % 3 == _L and i % 3 != _NUMBER)
+        return any(final[i // 9] for i in items if i >= 0 and i // 3 % 3 == _L and i % 3 != _NUMBER)
+
+    def pending(self, items: frozenset[int]) -> bool:
+        """A whole word waits for its confirming character, and the text word is not exempt."""
+        exempt = self.model.exempt_final
+        return self.has_final(items) and not any(i < 0 and exempt[-1 - i] for i in items)
 
     def step(self, items: frozenset[int], prev: int, atom: int, finals: bool) -> tuple:
         """The key after ``atom``; ``finals``: a whole word is pending in ``items``."""
@@ -351,7 +391,7 @@ class _Crawl:
         touched: set[int] = set()
         for item in items:
             touched.update(self.item_moves(item))
-        finals = self.whole_word and self.has_final(items)
+        finals = self.whole_word and self.pending(items)
         if finals:
             touched.update(self.other_atoms)
             touched.add(self.atoms.end)

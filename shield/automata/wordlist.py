@@ -99,7 +99,13 @@ def _points(chars: CharSet) -> frozenset[int]:
 
 
 def _letters(
-    words: Sequence[str], match: MatchOptions, limits: CompileLimits, what: str, *, staged: bool
+    words: Sequence[str],
+    match: MatchOptions,
+    limits: CompileLimits,
+    what: str,
+    *,
+    staged: bool,
+    exempt: Sequence[str],
 ) -> tuple[LetterMatcher, Atoms]:
     """The letter matcher of a word list; ``staged``: invisible characters are the normaliser's."""
     norm = match.normalize
@@ -124,11 +130,18 @@ def _letters(
         what=what,
         word_chars=word_code_points() if match.whole_word else frozenset(),
         leet="leet" in norm,
+        exempt=exempt,
+        case_insensitive=match.case_insensitive,
     )
 
 
 def words_matcher(
-    words: Sequence[str], match: MatchOptions, limits: CompileLimits, *, what: str
+    words: Sequence[str],
+    match: MatchOptions,
+    limits: CompileLimits,
+    *,
+    what: str,
+    exempt: Sequence[str] = (),
 ) -> Matcher:
     """The matcher DFA of a word list, built directly (no subset construction over bytes).
 
@@ -137,14 +150,16 @@ def words_matcher(
         match: case folding, whole-word matching and normalisations.
         limits: ``max_dfa_states`` bounds the letter-level and the byte-level automaton.
         what: names the rule in error messages.
+        exempt: text words never reported (whole words with ``repeats``; see
+            :func:`shield.automata.exemptions.repeat_exemptions`).
 
     Returns:
-        The matcher, equivalent to determinising :func:`words_pattern`.
+        The matcher, equivalent to determinising :func:`words_pattern` (without ``exempt``).
 
     Raises:
         CompileError: a state limit is exceeded.
     """
-    letters, atoms = _letters(words, match, limits, what, staged=False)
+    letters, atoms = _letters(words, match, limits, what, staged=False, exempt=exempt)
     return expand(letters, atoms, max_states=limits.max_dfa_states, what=what)
 
 
@@ -167,7 +182,13 @@ def invisible_points(match: MatchOptions) -> frozenset[int]:
 
 
 def words_composed(
-    words: Sequence[str], match: MatchOptions, limits: CompileLimits, *, what: str, absorb: bool
+    words: Sequence[str],
+    match: MatchOptions,
+    limits: CompileLimits,
+    *,
+    what: str,
+    absorb: bool,
+    exempt: Sequence[str] = (),
 ) -> Composed:
     """A word list as a normaliser composed at run time with its letter automaton.
 
@@ -185,6 +206,7 @@ def words_composed(
             automaton.
         what: names the rule in error messages.
         absorb: a forbid automaton (detections absorb) instead of a matcher (detections restart).
+        exempt: text words never reported (see :func:`words_matcher`).
 
     Returns:
         The composed automaton.
@@ -192,7 +214,7 @@ def words_composed(
     Raises:
         CompileError: a limit is exceeded.
     """
-    letters, atoms = _letters(words, match, limits, what, staged=True)
+    letters, atoms = _letters(words, match, limits, what, staged=True, exempt=exempt)
     return compose(build_normaliser(atoms, invisible_points(match)), letters, absorb=absorb)
 
 

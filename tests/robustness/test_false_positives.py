@@ -100,10 +100,11 @@ def test_one_text_of_words_matches_each_word_alone(toxicity: shield.Shield) -> N
 
 
 def test_samsung_galaxy_a55_is_not_flagged_by_the_library_spec(toxicity: shield.Shield) -> None:
-    """Issue 15: the model number A55 read as leetspeak for "ass" (the flag on "good" is the
-    ``repeats`` normalisation reading it as the list's "god": listed, not fixed)."""
+    """Issue 15: the model number A55 read as leetspeak for "ass", and "good" read by ``repeats``
+    as the list's "god" (a doubled letter of a dictionary word: shield.automata.exemptions)."""
     guard = toxicity
     text = "The Samsung Galaxy A55 has a good camera."
-    found = guard.scan(text)
-    assert found, "the scenario: the spec flags something in this sentence"
-    assert [v.match for v in found] == ["good"]
+    # The scenario: the same spec flags the list word and the leetspeak and repeats spellings.
+    assert [v.match for v in guard.scan("a55 and goood god")] == ["a55", "goood", "god"]
+    assert guard.scan(text) == []
+    assert guard.first_violation(text.encode(), final=True) is None
