@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from shield.result import STRATEGIES
@@ -93,15 +94,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    import decoders
     import specs
 
-    # Compiled before the model loads, so an unusable spec fails fast.
-    compiled = specs.shield_for(specs.load(specs.resolve_spec_path(args.spec)))
-
-    import decoders
-
+    path = specs.resolve_spec_path(args.spec)  # a missing spec fails before anything loads
     decoders.enable_compilation_cache()  # before the first jitted call; off with --no-cache
-    model, tokenizer = decoders.load_model(args.model, weights=args.weights)
+    # The model loads on a second thread while the spec is read and compiled (or read from its
+    # cache): the weights' copy into the device layout runs in numpy, mostly without the GIL.
+    # A spec that fails waits for the load to end (the pool joins it; a converted model is
+    # cached, so that work is not lost), then its error is reported.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shield-load") as pool:
+        loading = pool.submit(decoders.load_model, args.model, weights=args.weights)
+        compiled = specs.shield_for(specs.load(path))
+        model, tokenizer = loading.result()
     stream_to = sys.stderr if args.json else sys.stdout
 
     def emit(row: int, delta: str) -> None:

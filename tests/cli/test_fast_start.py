@@ -5,6 +5,7 @@ the cache instead of compiling them; ``--no-cache`` and ``SHIELD_NO_CACHE`` turn
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -98,11 +99,11 @@ def test_the_jax_cache_stays_off_when_caching_is_off(monkeypatch: pytest.MonkeyP
     assert jax.config.jax_compilation_cache_dir == before  # nothing was changed
 
 
-def _generate(cache: Path, spec: Path, record: Path) -> tuple[dict, str]:
+def _generate(cache: Path, spec: Path, record: Path, *extra: str) -> tuple[dict, str]:
     env = {**os.environ, "SHIELD_CACHE_DIR": str(cache), "JAX_PLATFORMS": "cpu"}
     env.pop(NO_CACHE_ENV, None)
     argv = ["generate", "--spec", str(spec), "--chat", "--temperature", "0"]
-    argv += ["--max-new-tokens", "4", "--prompt", "Write one friendly sentence."]
+    argv += ["--max-new-tokens", "4", "--prompt", "Write one friendly sentence.", *extra]
     done = subprocess.run(
         [sys.executable, "-c", DRIVER, str(record), *argv],
         cwd=ROOT,
@@ -120,6 +121,14 @@ def _jax_entries(cache: Path) -> set[str]:
     return {p.name for p in (cache / "jax").glob("*-cache")}
 
 
+def _entries(cache: Path, folder: str) -> set[str]:
+    return {p.name for p in (cache / folder).glob("*.npz")}
+
+
+#: The decoder functions exported ahead of time (decoders.aot), when jax.export can serialise.
+EXPORTED = {"prefill", "shielded_loop"} if importlib.util.find_spec("flatbuffers") else set()
+
+
 @pytest.mark.slow
 def test_a_second_generate_compiles_nothing(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
@@ -135,8 +144,17 @@ def test_a_second_generate_compiles_nothing(tmp_path: Path) -> None:
     assert len(list((cache / "compiled").glob("*.npz"))) == 1
     compiled_jax = _jax_entries(cache)
     assert compiled_jax  # the decoder's compilations were stored
+    exported, vocabularies = _entries(cache, "aot"), _entries(cache, "vocabulary")
+    assert {name.rpartition("-")[0] for name in exported} == EXPORTED
+    assert len(vocabularies) == 1  # the tokenizer's bytes and trie
 
     second, second_text = _generate(cache, spec, tmp_path / "second.json")
     assert second == {"code": 0, "compiled": []}  # the spec was not compiled again
     assert _jax_entries(cache) == compiled_jax  # every JAX compilation came from the cache
+    assert _entries(cache, "aot") == exported  # nothing exported (traced) again
+    assert _entries(cache, "vocabulary") == vocabularies
     assert second_text == first_text
+
+    uncached, uncached_text = _generate(cache, spec, tmp_path / "third.json", "--no-cache")
+    assert uncached == {"code": 0, "compiled": ["swear", "key"]}  # no cache was read
+    assert uncached_text == first_text  # the cached path (exports included) decodes the same
