@@ -20,6 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from decoders import Model, Tokenizer
 
 PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle. " * 3
 BANDWIDTH_GBPS = 11.0  # measured memory read bandwidth of the benchmark machine (orientation)
@@ -50,13 +54,76 @@ def loads() -> dict[str, float]:
     return out
 
 
+def weight_megabytes(model: Model) -> float:
+    """Megabytes of ``model.params`` (every array leaf: what a batch-1 step reads)."""
+    import jax
+
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(model.params)) / 1e6
+
+
+def decode_rate(
+    model: Model,
+    tok: Tokenizer,
+    *,
+    batch: int,
+    new: int,
+    slots: int,
+    temperature: float,
+    repeats: int,
+    prompt: str = PROMPT,
+) -> float:
+    """Tokens per second of ``batch`` rows of ``prompt`` decoding ``new`` tokens each (median of
+    ``repeats`` runs after a first one that compiles); ``model.config`` must have no EOS ids."""
+    import jax
+
+    import decoders
+    from decoders.step import run
+
+    sampling = decoders.SamplingConfig(temperature=temperature, top_p=0.9)
+    times = []
+    for attempt in range(repeats + 1):
+        prepared = decoders.prepare(
+            model,
+            tok,
+            [prompt] * batch,
+            max_new_tokens=new,
+            seed=list(range(batch)),
+            max_slots=slots,
+        )
+        jax.block_until_ready(prepared.state)
+        began = time.perf_counter()
+        state = run(model.params, model.config, sampling, prepared.state, max_new_tokens=new)
+        jax.block_until_ready(state.cursor)
+        if attempt:  # the first run compiles
+            times.append(time.perf_counter() - began)
+    return batch * new / _median(times)
+
+
+def prefill_rate(model: Model, tok: Tokenizer, *, prompt: str, slots: int, repeats: int) -> float:
+    """Prompt tokens per second of :func:`decoders.prepare` (tokenize and prefill) on ``prompt``
+    (median of ``repeats`` runs after a first one that compiles)."""
+    import jax
+
+    import decoders
+
+    count = len(tok.encode(prompt))
+    times = []
+    for attempt in range(repeats + 1):
+        began = time.perf_counter()
+        prepared = decoders.prepare(model, tok, [prompt], max_new_tokens=1, max_slots=slots)
+        jax.block_until_ready(prepared.state)
+        if attempt:
+            times.append(time.perf_counter() - began)
+    return count / _median(times)
+
+
 def ours(repeats: int, quick: bool, weights: str) -> dict[str, float]:
     """Measure our decoder with ``weights`` ("dense" or "int8"); returns named numbers."""
     import jax
     import jax.numpy as jnp
 
     import decoders
-    from decoders.step import decode_logits, run
+    from decoders.step import decode_logits
 
     out: dict[str, float] = {}
     began = time.perf_counter()
@@ -64,45 +131,19 @@ def ours(repeats: int, quick: bool, weights: str) -> dict[str, float]:
     out["load_warm_s"] = time.perf_counter() - began
     config = dataclasses.replace(model.config, eos_token_ids=())  # always run to the limit
     model = dataclasses.replace(model, config=config)
-    weight_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(model.params))
-    out["weight_mb"] = weight_bytes / 1e6
-
-    def decode(batch: int, new: int, slots: int, temperature: float) -> float:
-        sampling = decoders.SamplingConfig(temperature=temperature, top_p=0.9)
-        times = []
-        for attempt in range(repeats + 1):
-            prepared = decoders.prepare(
-                model,
-                tok,
-                [PROMPT] * batch,
-                max_new_tokens=new,
-                seed=list(range(batch)),
-                max_slots=slots,
-            )
-            jax.block_until_ready(prepared.state)
-            began = time.perf_counter()
-            state = run(model.params, config, sampling, prepared.state, max_new_tokens=new)
-            jax.block_until_ready(state.cursor)
-            if attempt:  # the first run compiles
-                times.append(time.perf_counter() - began)
-        return batch * new / _median(times)
+    out["weight_mb"] = weight_megabytes(model)
 
     b1_new, b8_new = (32, 16) if quick else (128, 64)
     for slots in (256, 2048):
-        out[f"b1_{slots}_tok_s"] = decode(1, b1_new, slots, 0.0)
-        out[f"b8_{slots}_tok_s"] = decode(8, b8_new, slots, 1.0)
+        out[f"b1_{slots}_tok_s"] = decode_rate(
+            model, tok, batch=1, new=b1_new, slots=slots, temperature=0.0, repeats=repeats
+        )
+        out[f"b8_{slots}_tok_s"] = decode_rate(
+            model, tok, batch=8, new=b8_new, slots=slots, temperature=1.0, repeats=repeats
+        )
         if slots == 256:  # the reference's workload: load, batch 1 and batch 8 decoding
             out["peak_mb"] = _peak_mb()
-
-    prompt_ids = tok.encode(PROMPT)
-    times = []
-    for attempt in range(repeats + 1):
-        began = time.perf_counter()
-        prepared = decoders.prepare(model, tok, [PROMPT], max_new_tokens=1, max_slots=256)
-        jax.block_until_ready(prepared.state)
-        if attempt:
-            times.append(time.perf_counter() - began)
-    out["prefill_tok_s"] = len(prompt_ids) / _median(times)
+    out["prefill_tok_s"] = prefill_rate(model, tok, prompt=PROMPT, slots=256, repeats=repeats)
 
     # A rewind against one decode step, for a short and a long prefix.
     for label, slots in (("short", 256), ("long", 2048)):
