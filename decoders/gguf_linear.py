@@ -77,7 +77,8 @@ class BlockLinear:
 
 def dense_rows(weight: BlockLinear) -> Array:
     """The float32 rows ``[out, in]`` the blocks decode to (``gguf.quants.dequantize``'s)."""
-    rows = [dequantize_rows(part, name) for part, name in zip(weight.parts, weight.formats)]
+    pairs = zip(weight.parts, weight.formats, strict=True)
+    rows = [dequantize_rows(part, name) for part, name in pairs]
     return rows[0] if len(rows) == 1 else jnp.concatenate(rows, axis=0)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from jax.sharding import Mesh
 
 from decoders.config import DTYPES, ModelConfig
+from decoders.gguf_model import read_gguf_blocks
 from decoders.model import Params
 from decoders.native import require_kernel
 from decoders.paths import BUNDLED_NAMES, bundled_model_path, cache_root
@@ -124,7 +125,9 @@ def load_model(
             none declared means float32); float32 for GGUF files and the bundled model.
         weights: ``"dense"`` (weights in ``dtype``, the default) or ``"int8"`` (projections and
             embeddings as int8 rows with per-block scales; see :mod:`decoders.quantize`; on a CPU
-            it compiles a native kernel once).
+            it compiles a native kernel once) or ``"gguf"`` (a GGUF file's own blocks, Q4_0,
+            Q4_1, Q8_0, Q4_K or Q6_K, memory-mapped and decoded inside each product; see
+            :mod:`decoders.gguf_model`).
         use_cache: read and write the converted-model cache of GGUF files (see
             :func:`cache_root`); Hugging Face directories are never cached.
         mesh: place the weights on this mesh, each with its sharding
@@ -154,14 +157,24 @@ def load_model(
             f"load_model: dtype must be one of {DTYPES} or None, received {dtype!r}."
         )
     path = _resolve(name_or_path)
-    converted = read_hf_directory(path) if path.is_dir() else _read_gguf_cached(path, use_cache)
-    chosen = dtype or converted.checkpoint_dtype or "float32"
-    config = dataclasses.replace(converted.config, dtype=chosen)
-    if weights == "int8":
+    if weights == "gguf":  # the file's own blocks, memory-mapped; no conversion cache
+        if mesh is not None or path.is_dir() or path.suffix.lower() != ".gguf":
+            raise DecoderError(
+                f"load_model: weights='gguf' needs a .gguf file on one device, received {path}"
+                f"{' with a mesh' if mesh is not None else ''}; use weights='dense' or 'int8'."
+            )
         require_kernel()
-    params = params_from_named(
-        config, converted.named, path, int8=weights == "int8", put=placer(mesh)
-    )
+        converted, params = read_gguf_blocks(path, dtype=dtype)
+        config = converted.config
+    else:
+        converted = read_hf_directory(path) if path.is_dir() else _read_gguf_cached(path, use_cache)
+        chosen = dtype or converted.checkpoint_dtype or "float32"
+        config = dataclasses.replace(converted.config, dtype=chosen)
+        if weights == "int8":
+            require_kernel()
+        params = params_from_named(
+            config, converted.named, path, int8=weights == "int8", put=placer(mesh)
+        )
     tokenizer = Tokenizer(
         converted.tokenizer_json,
         eos_token_ids=config.eos_token_ids,

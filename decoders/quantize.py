@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 
+from decoders.gguf_linear import BlockLinear
 from decoders.linear import Linear, QuantizedLinear, quantize_linear
 from decoders.model import LayerParams, Params
 from decoders.native import require_kernel
@@ -24,8 +25,8 @@ from shield.errors import DecoderError
 
 __all__ = ["WEIGHT_FORMATS", "quantize_params", "weight_format"]
 
-#: The accepted values of ``load_model(weights=...)``.
-WEIGHT_FORMATS: tuple[str, ...] = ("dense", "int8")
+#: The accepted values of ``load_model(weights=...)`` ("gguf": :mod:`decoders.gguf_model`).
+WEIGHT_FORMATS: tuple[str, ...] = ("dense", "int8", "gguf")
 
 
 def quantize_params(params: Params) -> Params:
@@ -48,8 +49,10 @@ def quantize_params(params: Params) -> Params:
     require_kernel()
 
     def quantize(weight: Linear) -> QuantizedLinear:
-        if isinstance(weight, QuantizedLinear):
-            raise DecoderError("quantize_params: the parameters are already quantised (int8).")
+        if isinstance(weight, QuantizedLinear | BlockLinear):
+            raise DecoderError(
+                "quantize_params: the parameters are already quantised (int8 or GGUF blocks)."
+            )
         return quantize_linear(jax.device_get(weight))
 
     def layer(block: LayerParams) -> LayerParams:
@@ -74,5 +77,8 @@ def quantize_params(params: Params) -> Params:
 
 
 def weight_format(params: Any) -> str:
-    """``"int8"`` when the parameters' projections are quantised, else ``"dense"``."""
-    return "int8" if isinstance(params.layers[0].wqkv, QuantizedLinear) else "dense"
+    """``"int8"`` or ``"gguf"`` when the parameters' projections are quantised, else ``"dense"``."""
+    wqkv = params.layers[0].wqkv
+    if isinstance(wqkv, BlockLinear):
+        return "gguf"
+    return "int8" if isinstance(wqkv, QuantizedLinear) else "dense"

@@ -4,7 +4,8 @@ Each reader returns a :class:`Converted`: the :class:`ModelConfig`, the tensors 
 checkpoint names and layouts, the tokenizer JSON and the chat template. A Hugging Face directory's
 safetensors are not read here: :class:`~decoders.checkpoint.SafetensorsCheckpoint` indexes them and
 each tensor is read in its own dtype when the loader places it. GGUF tensors are
-dequantised with the ``gguf`` package (Q4_0, Q4_1, Q8_0, F16, F32) and the Q/K projections, which
+dequantised with the ``gguf`` package (Q4_0, Q4_1, Q8_0, F16, F32; the header is parsed by
+:mod:`decoders.gguf_file`) and the Q/K projections, which
 llama.cpp stores permuted for its interleaved rotary layout, are permuted back to the half-split
 layout of Hugging Face. Any missing, corrupt or unsupported file raises ``ModelLoadError`` naming it.
 """
@@ -22,10 +23,20 @@ import numpy as np
 from decoders.checkpoint import SafetensorsCheckpoint
 from decoders.config import ModelConfig
 from decoders.families import config_from_hf
+from decoders.gguf_file import GGUFFile, open_gguf
 from decoders.tokenizer import ChatSettings, tokenizer_json_from_gguf
 from shield.errors import ModelLoadError
 
-__all__ = ["SUPPORTED_GGUF_TYPES", "Converted", "read_gguf", "read_hf_directory", "unpermute_qk"]
+__all__ = [
+    "SUPPORTED_GGUF_TYPES",
+    "Converted",
+    "gguf_config",
+    "gguf_tokenizer",
+    "open_gguf_checked",
+    "read_gguf",
+    "read_hf_directory",
+    "unpermute_qk",
+]
 
 #: GGUF tensor types this loader dequantises.
 SUPPORTED_GGUF_TYPES: tuple[str, ...] = ("F32", "F16", "Q8_0", "Q4_0", "Q4_1")
@@ -67,22 +78,90 @@ class Converted:
 
 
 def unpermute_qk(weight: np.ndarray, heads: int) -> np.ndarray:
-    """Undo llama.cpp's rotary permutation of a Q or K projection ``[heads * D, in]``."""
+    """Undo llama.cpp's rotary permutation of a Q or K projection ``[heads * D, ...]``.
+
+    Only whole rows move, so the rows may be float weights ``[heads * D, in]`` or the bytes of
+    their blocks ``[heads * D, row_bytes]`` alike (blocks run along the input dimension).
+    """
     half = weight.shape[0] // heads // 2
     return weight.reshape(heads, half, 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
-def _field(reader: Any, key: str, path: Path, default: Any = ...) -> Any:
-    field = reader.fields.get(key)
-    if field is None:
+def _field(metadata: Mapping[str, Any], key: str, path: Path, default: Any = ...) -> Any:
+    if key not in metadata:
         if default is ...:
             raise ModelLoadError(f"{path}: GGUF metadata key {key!r} is missing.")
         return default
-    return field.contents()
+    return metadata[key]
+
+
+def gguf_config(gguf_file: GGUFFile) -> ModelConfig:
+    """The :class:`ModelConfig` of a llama-architecture GGUF file (float32).
+
+    Raises:
+        ModelLoadError: not a llama model, or a required metadata key is missing.
+    """
+    meta, path = gguf_file.metadata, gguf_file.path
+    arch = _field(meta, "general.architecture", path)
+    if arch != "llama":
+        raise ModelLoadError(
+            f"{path}: expected a 'llama' architecture GGUF, received {arch!r}; only Llama-family "
+            "models are supported."
+        )
+    heads = int(_field(meta, "llama.attention.head_count", path))
+    hidden = int(_field(meta, "llama.embedding_length", path))
+    tokens = _field(meta, "tokenizer.ggml.tokens", path)
+    eos = int(_field(meta, "tokenizer.ggml.eos_token_id", path))
+    # Index the first few ids one by one: a GGUF string array decodes them alone.
+    head = (tokens[i] for i in range(min(64, len(tokens))))
+    end_of_text = [i for i, t in enumerate(head) if t == "<|endoftext|>" and i != eos]
+    bos = int(_field(meta, "tokenizer.ggml.bos_token_id", path, -1))
+    add_bos = bool(_field(meta, "tokenizer.ggml.add_bos_token", path, False))
+    return ModelConfig(
+        vocab_size=len(tokens),
+        hidden_size=hidden,
+        intermediate_size=int(_field(meta, "llama.feed_forward_length", path)),
+        num_layers=int(_field(meta, "llama.block_count", path)),
+        num_heads=heads,
+        num_kv_heads=int(_field(meta, "llama.attention.head_count_kv", path, heads)),
+        head_dim=int(_field(meta, "llama.rope.dimension_count", path, hidden // heads)),
+        rope_theta=float(_field(meta, "llama.rope.freq_base", path, 10000.0)),
+        rms_norm_eps=float(_field(meta, "llama.attention.layer_norm_rms_epsilon", path)),
+        tie_embeddings="output.weight" not in gguf_file.tensors,
+        max_position=int(_field(meta, "llama.context_length", path, 8192)),
+        bos_token_id=bos if add_bos and bos >= 0 else None,
+        eos_token_ids=(eos, *end_of_text),
+    )
+
+
+def gguf_tokenizer(gguf_file: GGUFFile) -> tuple[str, str | None]:
+    """``(tokenizer_json, chat_template)`` of a GGUF file's vocabulary and template.
+
+    Raises:
+        ModelLoadError: a tokenizer metadata key is missing.
+    """
+    meta, path = gguf_file.metadata, gguf_file.path
+    tokenizer_json = tokenizer_json_from_gguf(
+        list(_field(meta, "tokenizer.ggml.tokens", path)),
+        list(_field(meta, "tokenizer.ggml.merges", path)),
+        list(_field(meta, "tokenizer.ggml.token_type", path)),
+    )
+    return tokenizer_json, _field(meta, "tokenizer.chat_template", path, None)
+
+
+def open_gguf_checked(path: Path) -> GGUFFile:
+    """:func:`~decoders.gguf_file.open_gguf` after checking the file exists.
+
+    Raises:
+        ModelLoadError: the file is missing or not a readable GGUF file.
+    """
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such model file; pass an existing .gguf path.")
+    return open_gguf(path)
 
 
 def read_gguf(path: Path) -> Converted:
-    """Read a llama-architecture GGUF file.
+    """Read a llama-architecture GGUF file, every tensor dequantised to float32.
 
     Args:
         path: the ``.gguf`` file.
@@ -96,66 +175,27 @@ def read_gguf(path: Path) -> Converted:
     """
     import gguf
 
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: no such model file; pass an existing .gguf path.")
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as error:  # the reader raises ValueError, struct.error, IndexError, ...
-        raise ModelLoadError(f"{path}: not a readable GGUF file ({error}).") from error
-    arch = _field(reader, "general.architecture", path)
-    if arch != "llama":
-        raise ModelLoadError(
-            f"{path}: expected a 'llama' architecture GGUF, received {arch!r}; only Llama-family "
-            "models are supported."
-        )
-    heads = int(_field(reader, "llama.attention.head_count", path))
-    kv_heads = int(_field(reader, "llama.attention.head_count_kv", path, heads))
-    hidden = int(_field(reader, "llama.embedding_length", path))
-    tokens = list(_field(reader, "tokenizer.ggml.tokens", path))
-    names = {t.name for t in reader.tensors}
-    eos = int(_field(reader, "tokenizer.ggml.eos_token_id", path))
-    end_of_text = [i for i, t in enumerate(tokens[:64]) if t == "<|endoftext|>" and i != eos]
-    bos = int(_field(reader, "tokenizer.ggml.bos_token_id", path, -1))
-    add_bos = bool(_field(reader, "tokenizer.ggml.add_bos_token", path, False))
-    config = ModelConfig(
-        vocab_size=len(tokens),
-        hidden_size=hidden,
-        intermediate_size=int(_field(reader, "llama.feed_forward_length", path)),
-        num_layers=int(_field(reader, "llama.block_count", path)),
-        num_heads=heads,
-        num_kv_heads=kv_heads,
-        head_dim=int(_field(reader, "llama.rope.dimension_count", path, hidden // heads)),
-        rope_theta=float(_field(reader, "llama.rope.freq_base", path, 10000.0)),
-        rms_norm_eps=float(_field(reader, "llama.attention.layer_norm_rms_epsilon", path)),
-        tie_embeddings="output.weight" not in names,
-        max_position=int(_field(reader, "llama.context_length", path, 8192)),
-        bos_token_id=bos if add_bos and bos >= 0 else None,
-        eos_token_ids=(eos, *end_of_text),
-    )
+    gguf_file = open_gguf_checked(path)
+    config = gguf_config(gguf_file)
     named = {}
-    for tensor in reader.tensors:
-        kind = tensor.tensor_type.name
-        if kind not in SUPPORTED_GGUF_TYPES:
+    for tensor in gguf_file.tensors.values():
+        if tensor.type_name not in SUPPORTED_GGUF_TYPES:
             raise ModelLoadError(
-                f"{path}: tensor {tensor.name!r} has type {kind}; supported: "
+                f"{path}: tensor {tensor.name!r} has type {tensor.type_name}; supported: "
                 f"{', '.join(SUPPORTED_GGUF_TYPES)}. Re-quantise the model to one of them."
             )
+        kind = gguf.GGMLQuantizationType[tensor.type_name]
         try:
-            array = np.asarray(gguf.quants.dequantize(tensor.data, tensor.tensor_type), np.float32)
+            array = np.asarray(gguf.quants.dequantize(tensor.data, kind), np.float32)
         except Exception as error:
             raise ModelLoadError(f"{path}: tensor {tensor.name!r} is corrupt ({error}).") from error
         named[_hf_name(tensor.name)] = array
-    for name, tensor_heads in (("q_proj", heads), ("k_proj", kv_heads)):
+    for name, tensor_heads in (("q_proj", config.num_heads), ("k_proj", config.num_kv_heads)):
         for layer in range(config.num_layers):
             key = f"model.layers.{layer}.self_attn.{name}.weight"
             if key in named:
                 named[key] = unpermute_qk(named[key], tensor_heads)
-    tokenizer_json = tokenizer_json_from_gguf(
-        tokens,
-        list(_field(reader, "tokenizer.ggml.merges", path)),
-        list(_field(reader, "tokenizer.ggml.token_type", path)),
-    )
-    template = _field(reader, "tokenizer.chat_template", path, None)
+    tokenizer_json, template = gguf_tokenizer(gguf_file)
     return Converted(
         config=config, named=named, tokenizer_json=tokenizer_json, chat_template=template
     )

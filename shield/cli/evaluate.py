@@ -89,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights",
         choices=WEIGHT_FORMATS,
         default="dense",
-        help="dense float32 (default) or int8 weights",
+        help="dense float32 (default), int8, or gguf (the .gguf file's own blocks)",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no progress on standard error")

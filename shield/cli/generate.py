@@ -38,7 +38,7 @@ HELP = "generate a response with a model, guarded by a spec"
 
 __all__ = ["HELP", "WEIGHT_FORMATS", "add_arguments", "run"]
 #: decoders.quantize.WEIGHT_FORMATS, repeated here so the CLI parses without importing JAX.
-WEIGHT_FORMATS: tuple[str, ...] = ("dense", "int8")
+WEIGHT_FORMATS: tuple[str, ...] = ("dense", "int8", "gguf")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights",
         choices=WEIGHT_FORMATS,
         default="dense",
-        help="dense (float32) or int8 (faster on CPUs; compiles a native kernel once)",
+        help="dense (float32), int8, or gguf (the .gguf file's own blocks; fastest on CPUs)",
     )
     parser.add_argument("--strategy", choices=STRATEGIES, default="backtrack")
     parser.add_argument("--max-new-tokens", type=int, default=128, metavar="N")

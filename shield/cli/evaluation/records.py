@@ -22,7 +22,7 @@ from shield.result import STRATEGIES
 
 #: The weight formats ``--weights`` accepts (those of ``decoders.load_model``; kept here so that
 #: validating a configuration needs no JAX).
-WEIGHT_FORMATS = ("dense", "int8")
+WEIGHT_FORMATS = ("dense", "int8", "gguf")
 
 __all__ = [
     "WEIGHT_FORMATS",
