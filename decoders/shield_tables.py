@@ -13,7 +13,7 @@ Two walks:
 
 *Composed* components (normalisation as its own stage, :mod:`shield.automata.composed`) follow the
 ``C`` table components in the state vector: ``K`` of them, each a normaliser table ``[N, 257]``
-(next state, and up to two emitted atoms) and a letter table ``[P, A + 1]``, with one packed int32
+(next state and up to two emitted atoms, packed into one int32) and a letter table ``[P, A + 1]``, with one packed int32
 state ``letter * n_norm + norm``. A byte costs three gathers instead of one, but the tables add
 (``N + P`` rows) instead of multiplying, and the packed state lives in the same ``[B, C + K]``
 state array as every other component, so it is saved per cursor and rewinds with it.
@@ -60,8 +60,7 @@ class ShieldTables:
     token_lengths: Array  # [V] int32
     valid: Array  # [V] bool: ids that may be sampled (text tokens and EOS)
     closes_sentence: Array  # [V] bool: the token holds ., !, ? or a newline
-    norm_next: Array  # [K, N, 257] int32: composed components' normaliser states
-    norm_emit: Array  # [K, N, 257, 2] int32: the letter-table column of each emitted atom
+    norm_cells: Array  # [K, N, 257] int32: (next state * W + first atom) * W + second atom
     letters: Array  # [K, P, A + 1] int32: letter tables; column A is the identity (no atom)
     letter_violating: Array  # [K, P] bool
     norm_states: Array  # [K] int32: N of each composed component (to unpack its state)
@@ -84,7 +83,9 @@ def composed_arrays(composed: Sequence[Composed]) -> dict[str, np.ndarray]:
         composed: the composed automata, in component order (may be empty).
 
     Returns:
-        ``norm_next``, ``norm_emit``, ``letters``, ``letter_violating`` and ``norm_states``,
+        ``norm_cells`` (a normaliser step packed into one int32: ``(next * W + first) * W +
+        second`` with ``W = A + 1`` letter-table columns, so a byte costs one gather there),
+        ``letters``, ``letter_violating`` and ``norm_states``,
         padded to the largest normaliser, letter automaton and atom count; padding rows are
         self-loops and never violate.
     """
@@ -92,20 +93,21 @@ def composed_arrays(composed: Sequence[Composed]) -> dict[str, np.ndarray]:
     n = max((c.n_norm for c in composed), default=1)
     p = max((c.n_letters for c in composed), default=1)
     a = max((c.normaliser.n_atoms for c in composed), default=0)
-    norm_next = np.zeros((k, n, N_SYMBOLS), dtype=np.int32)
-    norm_emit = np.full((k, n, N_SYMBOLS, 2), a, dtype=np.int32)
+    width = a + 1
+    norm_cells = np.full((k, n, N_SYMBOLS), a * width + a, dtype=np.int64)  # to state 0, no atom
     letters = np.tile(np.arange(p, dtype=np.int32)[None, :, None], (k, 1, a + 1))
     letter_violating = np.zeros((k, p), dtype=bool)
     for i, c in enumerate(composed):
-        width = c.letters.shape[1]  # its own identity column is width - 1; ours is a
-        norm_next[i, : c.n_norm] = c.normaliser.next_state
-        norm_emit[i, : c.n_norm] = np.where(c.emitted == width - 1, a, c.emitted)
-        letters[i, : c.n_letters, : width - 1] = c.letters[:, :-1]
+        own = c.letters.shape[1]  # its own identity column is own - 1; ours is a
+        emit = np.where(c.emitted == own - 1, a, c.emitted).astype(np.int64)
+        norm_cells[i, : c.n_norm] = (
+            c.normaliser.next_state.astype(np.int64) * width + emit[..., 0]
+        ) * width + emit[..., 1]
+        letters[i, : c.n_letters, : own - 1] = c.letters[:, :-1]
         letter_violating[i, : c.n_letters] = c.accepting
     states = np.array([c.n_norm for c in composed], dtype=np.int32)
     return {
-        "norm_next": norm_next,
-        "norm_emit": norm_emit,
+        "norm_cells": norm_cells.astype(np.int32),
         "letters": letters,
         "letter_violating": letter_violating,
         "norm_states": states,
@@ -197,10 +199,11 @@ def _composed_step(tables: ShieldTables, states: Array, symbol: Array) -> Array:
     component = jnp.arange(tables.letters.shape[0])
     size = _norm_size(tables, states)
     letter, norm = states // size, states % size
-    emit = tables.norm_emit[component, norm, symbol]  # [..., K, 2]
-    middle = tables.letters[component, letter, emit[..., 0]]
-    letter = tables.letters[component, middle, emit[..., 1]]
-    return letter * size + tables.norm_next[component, norm, symbol]
+    width = tables.letters.shape[2]
+    cell = tables.norm_cells[component, norm, symbol]  # [..., K]: one gather for N
+    middle = tables.letters[component, letter, (cell // width) % width]
+    letter = tables.letters[component, middle, cell % width]
+    return letter * size + cell // (width * width)
 
 
 def _norm_size(tables: ShieldTables, states: Array) -> Array:
