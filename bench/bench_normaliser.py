@@ -1,0 +1,185 @@
+"""Normalisation as its own stage against today's product automata, in the same run (not a test).
+
+Run: ``python -m bench.bench_normaliser [--rows core,spec,confusables,all] [--repeat 5]``.
+For each word rule below, compiles today's byte-level forbid automaton (``compile_rule``: the
+letter matcher expanded to bytes, then absorbed) and the staged one (``words_composed``: the
+normaliser composed at run time with the letter automaton), and measures, medians of
+``--repeat`` runs:
+
+- states: byte-level DFA states and byte classes (today); letter states, atoms and normaliser
+  states (staged), and the table entries each stores;
+- compile: wall time of the automaton (the compiled-shield cache is not involved);
+- host step: ns per byte of the Python walk (``DFA.walk`` / ``Composed.walk``) over 20,000 bytes
+  of clean text (this repository's README);
+- host row: ms for the next state of every SmolLM2 token from the initial state (the vocabulary
+  trie walked level by level with numpy gathers, as ``TokenShield`` does);
+- device step / row: ``decoders.shield_tables.walk_tokens`` (8 rows, one token each) and
+  ``violating_tokens`` (8 rows x the whole vocabulary), jitted, on the default JAX backend.
+
+Rows: ``core`` = the 30 core words with all seven normalisations (the spec's
+``profanity-obfuscated`` rule); ``spec`` = the 916-word list with ``leet`` and ``repeats`` (the
+spec's ``profanity`` rule); ``confusables`` = the 916 words with ``confusables`` alone; ``all`` =
+the 916 words with all seven normalisations (today: over the compile limits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import specs
+from bench.bench_shield import _vocabulary
+from shield.automata.compiler import compile_rule
+from shield.automata.composed import Composed
+from shield.automata.dfa import DFA
+from shield.automata.exemptions import repeat_exemptions
+from shield.automata.limits import CompileLimits
+from shield.automata.wordlist import words_composed
+from shield.errors import CompileError
+from shield.lifting import TokenShield
+from shield.rules import NORMALIZATIONS, WordsRule
+from shield.vocabulary import build_trie
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+TEXT_BYTES = 20_000
+BATCH = 8
+
+
+def _median(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    times, out = [], None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), out
+
+
+def _rules() -> dict[str, WordsRule]:
+    rules = {r.id: r for r in specs.load_library("toxicity").rules if isinstance(r, WordsRule)}
+    full, core = rules["profanity"], rules["profanity-obfuscated"]
+    every = frozenset(NORMALIZATIONS)
+
+    def with_norms(rule: WordsRule, norms: frozenset[str]) -> WordsRule:
+        return dataclasses.replace(rule, match=dataclasses.replace(rule.match, normalize=norms))
+
+    return {
+        "core": core,
+        "spec": full,
+        "confusables": with_norms(full, frozenset({"confusables"})),
+        "all": with_norms(full, every),
+    }
+
+
+def _host_row(step: Callable[[np.ndarray, np.ndarray], np.ndarray], start: int, trie: Any) -> Any:
+    parent, byte, bounds, token_node = trie
+    state = np.empty(parent.shape[0], dtype=np.int64)
+    state[0] = start
+    for lo, hi in bounds:
+        state[lo:hi] = step(state[parent[lo:hi]], byte[lo:hi])
+    return state[token_node]
+
+
+def _device(tables: Any, start: list[int], vocab: int, repeat: int) -> tuple[float, float]:
+    import jax
+    import jax.numpy as jnp
+
+    from decoders import shield_tables as device
+
+    walk = jax.jit(device.walk_tokens)
+    row = jax.jit(device.violating_tokens)
+    states = jnp.asarray([start] * BATCH, jnp.int32)
+    tokens = jnp.asarray(np.arange(BATCH) * 97 % vocab, jnp.int32)
+    walk(tables, states, tokens).block_until_ready()
+    row(tables, states).block_until_ready()
+    step_s, _ = _median(lambda: walk(tables, states, tokens).block_until_ready(), repeat * 4)
+    row_s, _ = _median(lambda: row(tables, states).block_until_ready(), repeat)
+    return step_s, row_s
+
+
+def _today(rule: WordsRule, text: bytes, trie: Any, vocab: Any, repeat: int) -> str:
+    from decoders.shield_tables import shield_tables
+
+    try:
+        compile_s, compiled = _median(lambda: compile_rule(rule, CompileLimits()), 1)
+    except CompileError as error:
+        return f"CompileError: {str(error)[:90]}"
+    dfa: DFA = compiled.dfa
+    walk_s, _ = _median(lambda: dfa.walk(dfa.initial, text), repeat)
+    table = dfa.byte_table()
+    row_s, _ = _median(lambda: _host_row(lambda s, b: table[s, b], dfa.initial, trie), repeat)
+    tokens, special = vocab
+    lifted = TokenShield.build([compiled], tokens, special=special)
+    tables = shield_tables(lifted, len(tokens), np.array(special))
+    step_d, row_d = _device(tables, [dfa.initial], len(tokens), repeat)
+    return (
+        f"{dfa.n_states:,} states x {dfa.n_classes} classes ({dfa.transitions.size:,} entries) | "
+        f"{compile_s:.1f} s | {walk_s / len(text) * 1e9:.0f} ns | {row_s * 1e3:.1f} ms | "
+        f"{step_d * 1e6:.0f} us | {row_d * 1e3:.1f} ms"
+    )
+
+
+def _staged(rule: WordsRule, text: bytes, trie: Any, vocab: Any, repeat: int) -> str:
+    from decoders.shield_tables import shield_tables
+
+    words = tuple(dict.fromkeys(rule.words))
+
+    def build() -> Composed:
+        exempt = sorted(repeat_exemptions(words, rule.match))
+        return words_composed(
+            words, rule.match, CompileLimits(), what=rule.id, absorb=True, exempt=exempt
+        )
+
+    try:
+        compile_s, composed = _median(build, 1)
+    except CompileError as error:
+        return f"CompileError: {str(error)[:90]}"
+    walk_s, _ = _median(lambda: composed.walk(composed.initial, text), repeat)
+    row_s, _ = _median(lambda: _host_row(composed.step_many, composed.initial, trie), repeat)
+    tokens, special = vocab
+    lifted = TokenShield.build([], tokens, special=special)  # no table component
+    tables = shield_tables(lifted, len(tokens), np.array(special), composed=(composed,))
+    step_d, row_d = _device(tables, [composed.initial], len(tokens), repeat)
+    return (
+        f"{composed.n_letters:,} letter states x {composed.normaliser.n_atoms} atoms + "
+        f"{composed.n_norm} normaliser states ({composed.table_cells():,} entries) | "
+        f"{compile_s:.1f} s | {walk_s / len(text) * 1e9:.0f} ns | {row_s * 1e3:.1f} ms | "
+        f"{step_d * 1e6:.0f} us | {row_d * 1e3:.1f} ms"
+    )
+
+
+def main() -> None:
+    """Print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="core,spec,confusables,all")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    rules = _rules()
+    text = README.read_bytes()[:TEXT_BYTES]
+    tokens, special, _ = _vocabulary()
+    lengths = np.array([len(t) for t in tokens], dtype=np.int32)
+    matrix = np.zeros((len(tokens), int(lengths.max())), dtype=np.int32)
+    for v, t in enumerate(tokens):
+        matrix[v, : len(t)] = np.frombuffer(t, dtype=np.uint8)
+    trie = build_trie(matrix, lengths)
+    vocab = (tokens, special)
+    print(
+        "| rule | automaton | states | compile | host step / byte | host row (V tokens) | "
+        f"device step (B={BATCH}) | device row (B={BATCH} x V) |"
+    )
+    print("|---|---|--:|--:|--:|--:|--:|--:|")
+    for name in args.rows.split(","):
+        rule = rules[name]
+        label = f"{name} ({len(set(rule.words))} words; {'+'.join(sorted(rule.match.normalize))})"
+        print(f"| {label} | today | {_today(rule, text, trie, vocab, args.repeat)} |", flush=True)
+        print(f"| {label} | staged | {_staged(rule, text, trie, vocab, args.repeat)} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
