@@ -12,8 +12,8 @@ Every check below holds on every node or every edge of that graph, so on every p
   configuration and decreases lexicographically on every transition between configurations; the
   graph of decoder *states* (configurations without their step counters and event log, which make
   the configuration graph acyclic by construction) is acyclic; every sink is a finished generation;
-  the longest path produces at most ``|P| + N + B`` tokens (``N + B`` model steps when the prefill
-  is not rolled back) and takes at most ``Machine.fuel`` transitions (the exploration stops at
+  the longest path produces at most ``|P| + N + B`` tokens (at most ``N + B`` model steps, also
+  after a rollback into the prefill) and takes at most ``Machine.fuel`` transitions (the exploration stops at
   the first path longer than that: a buggy machine's graph may be infinite);
 * bounded rollback: every rewind keeps ``continuation[:t]``, with ``end - t <= R`` and
   ``t >= 0`` (``backtrack``) or ``t = 0`` (``reset``);
@@ -121,6 +121,8 @@ class Instance:
             reached before it trusts the absence of problems.
         verdict_delay: d, the most tokens a classifier verdict may arrive after its window
             closed (0: synchronous).
+        narrow_windows: an unsafe window fails from the piece that made it unsafe
+            (``ReferenceSettings.narrow_windows``; False: from the window's start).
     """
 
     name: str
@@ -132,6 +134,7 @@ class Instance:
     vocabulary: tuple[bytes, ...] = VOCABULARY
     expect: frozenset[str] = frozenset()
     verdict_delay: int = 0
+    narrow_windows: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -218,6 +221,7 @@ def _machine(instance: Instance, strategy: str | None = None) -> tuple[Machine, 
         strategy=strategy or instance.strategy,
         max_new_tokens=instance.max_new_tokens,
         verdict_delay=instance.verdict_delay,
+        narrow_windows=instance.narrow_windows,
     )
 
     def encode(text: str) -> tuple[int, ...]:
@@ -445,12 +449,10 @@ def _check_termination(
             problems.add("termination", f"measure {measure(node)} < 0 at {value.kept}")
         config = _config(value)
         produced = config.steps + config.forced
-        into_prefill = any(
-            e.kind == "rollback" and e.to_token < len(instance.prefill) for e in config.events
-        )
         if produced > token_bound:
             problems.add("termination", f"{produced} tokens produced > {token_bound}")
-        if not into_prefill and config.steps > instance.max_new_tokens + budget + wasted:
+        # Also after a rollback into the prefill: the row's limit keeps the model to N kept tokens.
+        if config.steps > instance.max_new_tokens + budget + wasted:
             problems.add(
                 "termination",
                 f"{config.steps} model steps > N + (d + 1) B = {token_bound - len(instance.prefill)}",

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("shield", "specs", "decoders", "adapters", "proofs")
 FRAMEWORKS = ("jax", "jaxlib", "flax", "torch", "transformers", "optax")
 
-_SEMANTICS = ("controller", "judge", "reference", "sampling", "result")
+_SEMANTICS = ("controller", "judge", "machine", "machine_state", "reference", "sampling", "result")
 _RUNTIME = (
     "monitor",
     "lifting",

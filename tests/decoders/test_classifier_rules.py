@@ -45,7 +45,8 @@ def mentions_z(texts: list[str]) -> list[float]:
 
 def sentence_script(t: Callable[[str], int], eos: int, script: Script) -> Script:
     """A: "a!" then "z!" (closed unsafe sentence), repaired to "a!b."; B: "yZ" then EOS (open
-    unsafe sentence at the end), repaired to "w"; C: "c." (safe)."""
+    unsafe sentence at the end), repaired to "y" (the rewind keeps "y", scored safe, and bans "Z");
+    C: "c." (safe)."""
     script.chain([t("A"), t("a"), t("!")])
     script.after(t("!"), [(t("z"), 6.0), (t("b"), 5.0)]).chain([t("z"), t("!")])
     script.chain([t("b"), t("."), eos])
@@ -57,7 +58,7 @@ def sentence_script(t: Callable[[str], int], eos: int, script: Script) -> Script
 def window_script(t: Callable[[str], int], eos: int, script: Script) -> Script:
     """A: "ab" then "zd" (closed unsafe window), repaired to "cd", then "Z" and EOS (open unsafe
     window at the end), repaired to "abcd"; B: "mnmnmnmn" to the length limit (safe); C: "yZ"
-    (unsafe first window), repaired to "x"."""
+    (unsafe first window), repaired to "y" (the safe "y" is kept, "Z" banned)."""
     script.chain([t("A"), t("a"), t("b")])
     script.after(t("b"), [(t("z"), 6.0), (t("c"), 5.0)])
     script.chain([t("z"), t("d")]).chain([t("c"), t("d")])
@@ -68,8 +69,9 @@ def window_script(t: Callable[[str], int], eos: int, script: Script) -> Script:
 
 
 def response_script(t: Callable[[str], int], eos: int, script: Script) -> Script:
-    """A: "azb" then EOS (unsafe response), repaired to "cd"; B: "yZmnmnmn" to the length limit
-    (unsafe response judged at the limit), repaired to "xmnmnmnm"; C: "cd" (safe)."""
+    """A: "azb" then EOS (unsafe response), repaired to "a" (the rewind keeps "a", scored safe,
+    and bans "z"); B: "yZmnmnmn" to the length limit (unsafe response judged at the limit),
+    repaired to "y"; C: "cd" (safe)."""
     script.after(t("A"), [(t("a"), 6.0), (t("c"), 5.0)])
     script.chain([t("a"), t("z"), t("b"), eos]).chain([t("c"), t("d"), eos])
     script.after(t("B"), [(t("y"), 6.0), (t("x"), 5.0)]).chain([t("y"), t("Z"), t("m")])
@@ -78,10 +80,11 @@ def response_script(t: Callable[[str], int], eos: int, script: Script) -> Script
 
 
 SCOPES: dict[str, tuple[Callable[[Callable[[str], int], int, Script], Script], list[str]]] = {
-    # scope: (script, the texts the rows return)
-    "sentence": (sentence_script, ["a!b.", "w", "c."]),
-    "window": (window_script, ["abcd", "mnmnmnmn", "x"]),
-    "response": (response_script, ["cd", "xmnmnmnm", "cd"]),
+    # scope: (script, the texts the rows return). An unsafe window is rolled back from the piece
+    # that made it unsafe (shield.machine.Machine.narrow), so the safe text before it stays.
+    "sentence": (sentence_script, ["a!b.", "y", "c."]),
+    "window": (window_script, ["abcd", "mnmnmnmn", "y"]),
+    "response": (response_script, ["a", "y", "cd"]),
 }
 
 

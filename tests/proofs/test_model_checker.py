@@ -125,9 +125,15 @@ def test_random_small_instances_have_no_counterexample() -> None:
         strategy=st.sampled_from(["backtrack", "reset", "mask", "none"]),
         max_new=st.integers(0, 3),
         prefill=st.lists(st.integers(1, len(VOCABULARY) - 1), max_size=2),
+        narrow=st.booleans(),
     )
     def explore_one(
-        rules: list[Any], policy: BacktrackPolicy, strategy: str, max_new: int, prefill: list[int]
+        rules: list[Any],
+        policy: BacktrackPolicy,
+        strategy: str,
+        max_new: int,
+        prefill: list[int],
+        narrow: bool,
     ) -> None:
         instance = Instance(
             name="random",
@@ -136,6 +142,7 @@ def test_random_small_instances_have_no_counterexample() -> None:
             strategy=strategy,
             max_new_tokens=max_new,
             prefill=tuple(prefill),
+            narrow_windows=narrow,
         )
         report = check(instance)
         totals[strategy] = totals.get(strategy, Coverage()) + report.coverage
@@ -172,7 +179,7 @@ def _plant(monkeypatch: pytest.MonkeyPatch, change: Callable[[Any, Any, Any, Pla
 
         return change(trace, failure, policy, plan)
 
-    monkeypatch.setattr("shield.reference.plan_rewind", planted)
+    monkeypatch.setattr("shield.machine.plan_rewind", planted)
 
 
 def test_progress_check_catches_bans_dropped_at_the_target(monkeypatch: pytest.MonkeyPatch) -> None:

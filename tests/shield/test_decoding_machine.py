@@ -265,11 +265,9 @@ class DecodingMachine(RuleBasedStateMachine):
         budget = self.policy.max_discarded_tokens
         retries, discarded = _observed(config)
         assert config.steps + config.forced <= len(self.prefill) + self.max_new + budget
-        into_prefill = any(
-            e.kind == "rollback" and e.to_token < len(self.prefill) for e in config.events
-        )
-        if not into_prefill:
-            assert config.steps <= self.max_new + budget
+        # The model writes at most N kept tokens, also after a rollback into the prefill.
+        assert config.steps <= self.max_new + budget
+        assert len(config.kept) <= config.limit <= len(self.prefill) + self.max_new
         assert discarded == config.trace.discarded <= budget
         for event in config.events:
             if event.kind == "rollback":
