@@ -64,6 +64,9 @@ class Verdict:
 
 
 OK = Verdict()
+#: Host walks of at most this many symbols read a shield's numpy tables directly; a longer walk
+#: first copies them into Python lists (faster per byte, but a copy of every state), once.
+_ARRAY_WALK_SYMBOLS = 4096
 
 
 @dataclass(frozen=True)
@@ -117,19 +120,28 @@ class Shield:
     rules: tuple[Rule, ...]
     compiled: tuple[CompiledRule, ...]
     policy: BacktrackPolicy
-    _tables: tuple[Any, ...] = field(init=False, repr=False)
+    _tables: tuple[Any, ...] | None = field(init=False, repr=False, default=None)
 
     @property
     def classifiers(self) -> tuple[ClassifierRule, ...]:
         """The classifier rules (validated, carried through untouched), in spec order."""
         return tuple(r for r in self.rules if isinstance(r, ClassifierRule))
 
-    def __post_init__(self) -> None:
-        tables = tuple(
-            (r.dfa.transitions.tolist(), r.dfa.classes.tolist(), r.dfa.accepting.tolist())
-            for r in self.compiled
-        )
-        object.__setattr__(self, "_tables", tables)
+    def _walk_tables(self, symbols: int) -> tuple[Any, ...]:
+        """The automata for a host walk of ``symbols`` symbols: Python lists (made on the first
+        long walk), or the numpy tables themselves for a short walk before that, so a start that
+        only checks its refusal text (``shield generate`` decodes on the device) does not pay for
+        copying tens of thousands of states into lists."""
+        tables = self._tables
+        if tables is None and symbols <= _ARRAY_WALK_SYMBOLS:
+            return tuple((r.dfa.transitions, r.dfa.classes, r.dfa.accepting) for r in self.compiled)
+        if tables is None:
+            tables = tuple(
+                (r.dfa.transitions.tolist(), r.dfa.classes.tolist(), r.dfa.accepting.tolist())
+                for r in self.compiled
+            )
+            object.__setattr__(self, "_tables", tables)
+        return tables
 
     # -- pure runtime --------------------------------------------------------------------------
     def init(self) -> ShieldState:
@@ -182,13 +194,14 @@ class Shield:
         self, state: ShieldState, text: bytes, symbols: list[int], offset: int
     ) -> tuple[ShieldState, Verdict]:
         comps = list(state.components)
+        tables = self._walk_tables(len(symbols))
         verdict = state.verdict
         position = state.offset
         for symbol in symbols:  # bounded by len(data) + 1
             newly = []
-            for i, (table, classes, accepting) in enumerate(self._tables):
+            for i, (table, classes, accepting) in enumerate(tables):
                 before = comps[i]
-                after = table[before][classes[symbol]]
+                after = int(table[before][classes[symbol]])
                 comps[i] = after
                 if accepting[after] and not accepting[before]:
                     newly.append(i)
