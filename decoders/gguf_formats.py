@@ -115,7 +115,7 @@ def _q6_k(b: Array) -> Array:
     scales = jax.lax.bitcast_convert_type(b[..., 192:208], jnp.int8).astype(jnp.float32)
     d = (_half(b[..., 208:210]) * scales).reshape(*lead, 16, 1)
     low = _nibbles(ql).reshape(*lead, 8, 32)
-    shifts = jnp.asarray([0, 2, 4, 6], jnp.uint8).reshape(4, 1)
+    shifts = jnp.asarray([0, 2, 4, 6], jnp.uint8).reshape(*(1 for _ in lead), 1, 4, 1)
     high = ((qh >> shifts) & 0x03).reshape(*lead, 8, 32)
     q = (low | (high << 4)).astype(jnp.int8) - jnp.int8(32)
     return (d * q.reshape(*lead, 16, 16).astype(jnp.float32)).reshape(*lead, 256)
@@ -144,7 +144,9 @@ def dequantize_rows(blocks: Array, name: str) -> Array:
         DecoderError: an unknown format, or rows that are not whole blocks.
     """
     if name not in _DECODERS:
-        raise DecoderError(f"GGUF format {name!r} is not supported; expected one of {list(FORMATS)}.")
+        raise DecoderError(
+            f"GGUF format {name!r} is not supported; expected one of {list(FORMATS)}."
+        )
     fmt = FORMATS[name]
     row_bytes = blocks.shape[-1]
     if row_bytes % fmt.block_bytes:

@@ -14,8 +14,10 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__AVX2__) || defined(__AVX512F__)
+#if defined(__AVX2__) || defined(__AVX512F__) || defined(__F16C__)
 #include <immintrin.h>
+#endif
+#if defined(__AVX2__) || defined(__AVX512F__)
 #define SHIELD_SSE_DECODE 1
 #endif
 
