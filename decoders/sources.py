@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 #: GGUF tensor types this loader dequantises.
-SUPPORTED_GGUF_TYPES: tuple[str, ...] = ("F32", "F16", "Q8_0", "Q4_0", "Q4_1")
+SUPPORTED_GGUF_TYPES: tuple[str, ...] = ("F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K")
 
 _GGUF_LAYER = {
     "attn_norm": "input_layernorm",
