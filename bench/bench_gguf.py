@@ -200,6 +200,10 @@ def _fmt(value: float | None, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
 def _fraction(run: Run, side: Side) -> float | None:
     """Batch-1 bandwidth-bound fraction: tok/s x MB per token / (MB/s the machine reads)."""
     b1, megabytes = side.get("b1_tok_s"), side.get("weight_mb")
@@ -227,10 +231,10 @@ def table(run: Run) -> str:
     heads = ["llama.cpp Q4_1 (before / after)", *(f"ours {s.label}" for s in run.ours)]
     lines = ["| measurement | " + " | ".join(heads) + " |", "|---|" + "--:|" * len(heads)]
 
-    def llama_cell(values: list[float | None], digits: int) -> str:
-        if run.llama[0].numbers is None:
+    def llama_cell(values: list[str]) -> str:
+        if all(side.numbers is None for side in run.llama):
             return run.llama[0].reason
-        return " / ".join(_fmt(v, digits) for v in values)
+        return " / ".join(values)
 
     def our_cell(value: float | None, digits: int, base: float | None) -> str:
         if value is None or base is None:
@@ -238,13 +242,13 @@ def table(run: Run) -> str:
         return f"{_fmt(value, digits)} ({value / base:.2f}x)"
 
     for label, key, digits in ROWS:
-        cells = [llama_cell([s.get(key) for s in run.llama], digits)]
+        cells = [llama_cell([_fmt(s.get(key), digits) for s in run.llama])]
         cells += [our_cell(s.get(key), digits, run.llama_best(key)) for s in run.ours]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     cells = [f"{run.gguf_mb:.0f}", *(_fmt(s.get("weight_mb"), 0) for s in run.ours)]
     lines.append("| weights read per token, batch 1 (MB) | " + " | ".join(cells) + " |")
-    cells = [llama_cell([_fraction(run, s) for s in run.llama], 2)]
-    cells += [_fmt(_fraction(run, s), 2) for s in run.ours]
+    cells = [llama_cell([_percent(_fraction(run, s)) for s in run.llama])]
+    cells += [_percent(_fraction(run, s)) for s in run.ours]
     lines.append("| bandwidth-bound fraction, batch 1 | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -253,7 +257,8 @@ def _verdict(value: float | None, goal: float, at_most: bool, unit: str, why: st
     if value is None:
         return f"n/a ({why})"
     met = value <= goal if at_most else value >= goal
-    return f"{'met' if met else 'missed'} ({value:.2f}{unit})"
+    shown = _percent(value) if unit == "%" else f"{value:.2f}{unit}"
+    return f"{'met' if met else 'missed'} ({shown})"
 
 
 def targets(run: Run) -> str:
@@ -272,7 +277,7 @@ def targets(run: Run) -> str:
         value, base = side.get(key), run.llama_best(key)
         return None if value is None or base is None else value / base
 
-    no_llama = run.llama[0].reason or "llama.cpp failed"
+    no_llama = next((side.reason for side in run.llama if side.reason), "no llama.cpp numbers")
     checks = (
         (f"batch 1 >= {B1_RATIO}x llama.cpp", lambda s: ratio(s, "b1_tok_s"), B1_RATIO, False, "x"),
         (
@@ -280,7 +285,7 @@ def targets(run: Run) -> str:
             lambda s: _fraction(run, s),
             BOUND_FRACTION,
             False,
-            "",
+            "%",
         ),
         (f"batch 8 >= {B8_RATIO}x llama.cpp", lambda s: ratio(s, "b8_tok_s"), B8_RATIO, False, "x"),
         (f"warm load <= {WARM_LOAD_S} s", lambda s: s.get("load_warm_s"), WARM_LOAD_S, True, " s"),

@@ -53,7 +53,7 @@ def test_bandwidth_fraction_uses_the_larger_bandwidth_and_each_sides_bytes() -> 
     row = next(line for line in table(run).splitlines() if "bandwidth-bound" in line)
     # llama.cpp 100 tok/s x 100 MB / 10 GB/s = 1.00 (before), 0.80 (after); ours gguf 0.99,
     # dense 20 x 500 MB / 10 GB/s = 1.00.
-    assert row == "| bandwidth-bound fraction, batch 1 | 1.00 / 0.80 | 1.00 | — | 0.99 |"
+    assert row == "| bandwidth-bound fraction, batch 1 | 100% / 80% | 100% | — | 99% |"
 
 
 def test_targets_met_missed_and_unavailable() -> None:
@@ -68,7 +68,7 @@ def test_targets_met_missed_and_unavailable() -> None:
     assert "met (0.30 s)" in rows["| warm load <= 0.5 s"]
     assert "missed (0.90 s)" in rows["| warm load <= 0.5 s"]
     assert "met (1.20x)" in rows["| prefill >= llama.cpp"]
-    assert "met (0.99)" in rows["| batch 1 >= 90% of the bandwidth bound"]
+    assert "met (99%)" in rows["| batch 1 >= 90% of the bandwidth bound"]
 
 
 def test_without_llama_cpp_the_report_says_how_to_build_it() -> None:
@@ -79,3 +79,17 @@ def test_without_llama_cpp_the_report_says_how_to_build_it() -> None:
     assert f"n/a ({NOT_BUILT})" in targets(run)
     assert "met (0.30 s)" in targets(run)  # a target that needs no llama.cpp is still judged
     assert "int8: load_model has no weights='int8' yet" in text
+
+
+def test_a_llama_cpp_run_missing_on_one_side_is_shown_as_missing() -> None:
+    run = _run()
+    run = Run(
+        bandwidth_gbps=run.bandwidth_gbps,
+        llama=(Side("llama.cpp", None, NOT_BUILT), run.llama[1]),  # built during the run
+        ours=run.ours,
+        gguf_mb=run.gguf_mb,
+        load_average=run.load_average,
+    )
+    assert run.llama_best("b1_tok_s") == 80.0  # scenario: only the after run has numbers
+    b1 = next(line for line in table(run).splitlines() if line.startswith("| batch 1"))
+    assert "| — / 80.0 |" in b1 and "99.0 (1.24x)" in b1
