@@ -48,7 +48,7 @@ class _LazyScanner:
         self,
         node: Node | Callable[[], Node],
         limits: CompileLimits,
-        word_chars: frozenset[int] = frozenset(),
+        word_chars: Callable[[], frozenset[int]] = frozenset,
     ) -> None:
         self._node = node
         self._limits = limits
@@ -58,7 +58,7 @@ class _LazyScanner:
     def _built(self) -> ReverseScanner:
         if self._scanner is None:
             node = self._node() if callable(self._node) else self._node
-            nfa = build_nfa(node, self._limits, word_chars=self._word_chars)
+            nfa = build_nfa(node, self._limits, word_chars=self._word_chars())
             self._scanner = ReverseScanner(nfa)
         return self._scanner
 
@@ -145,11 +145,13 @@ def _pattern(
     return matcher, _LazyScanner(node, limits, _word_chars(pattern))
 
 
-def _word_chars(pattern: Pattern) -> frozenset[int]:
-    """The non-ASCII word characters of a word list's whole words (none for regexes)."""
+def _word_chars(pattern: Pattern) -> Callable[[], frozenset[int]]:
+    """The non-ASCII word characters of a word list's whole words (none for regexes), as a
+    function called when the scanner is built: the set takes tenths of a second to make, and a
+    shield read from the compiled-shield cache may never need its scanners."""
     if isinstance(pattern, RegexRule) or not pattern.match.whole_word:
-        return frozenset()
-    return word_code_points()
+        return frozenset
+    return word_code_points
 
 
 def _kind(pattern: Pattern) -> str:
