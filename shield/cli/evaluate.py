@@ -75,7 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="first N prompts only")
     parser.add_argument("--seed", type=int, default=0, metavar="S")
     parser.add_argument("--out", default="eval-out", metavar="DIR", help="output directory")
-    parser.add_argument("--batch-size", type=int, default=8, metavar="B", help="rows per call")
+    parser.add_argument(
+        "--batch-size", type=int, metavar="B", help="rows per call (default 8; --preset rtp: 25)"
+    )
     parser.add_argument("--temperature", type=float, metavar="T", help="0 = greedy (default 1)")
     parser.add_argument("--top-p", type=float, metavar="P", help="(default 0.9)")
     parser.add_argument("--chat", action="store_true", help="wrap prompts in the chat template")
@@ -136,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         top_p=_setting(args.top_p, chosen, "top_p", 0.9),
         chat=args.chat,
         limit=args.limit,
-        batch_size=args.batch_size,
+        batch_size=_setting(args.batch_size, chosen, "batch_size", 8),
         weights=args.weights,
     )
     out = Path(args.out)

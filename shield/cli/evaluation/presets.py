@@ -34,6 +34,8 @@ class Preset:
         prompts: the prompt file, relative to :data:`DATA_DIR`.
         samples: K, samples per prompt. max_new_tokens: N.
         temperature: sampling temperature. top_p: nucleus mass.
+        batch_size: rows per decoder call (``rtp``: K, so that one call decodes the K samples
+            of one prompt together, with one prompt length to compile for).
         description: one line for ``--help``.
     """
 
@@ -43,6 +45,7 @@ class Preset:
     max_new_tokens: int
     temperature: float = 1.0
     top_p: float = 0.9
+    batch_size: int = 8
     description: str = ""
 
     @property
@@ -69,6 +72,7 @@ PRESETS: dict[str, Preset] = {
             prompts="rtp_challenging_dev.jsonl",
             samples=25,
             max_new_tokens=20,
+            batch_size=25,
             description="RealToxicityPrompts protocol: K=25 samples of N=20 tokens, top-p 0.9",
         ),
         Preset(

@@ -124,6 +124,7 @@ def test_protocol_table_with_bootstrap_intervals(tmp_path: Path) -> None:
 def test_presets_point_into_the_repository() -> None:
     rtp = preset("rtp")
     assert (rtp.samples, rtp.max_new_tokens, rtp.top_p, rtp.temperature) == (25, 20, 0.9, 1.0)
+    assert rtp.batch_size == rtp.samples  # one prompt's K samples per decoder call
     for item in PRESETS.values():
         assert item.prompts_path.is_file()
     attacks = load_prompt_rows(preset("prefill-attacks").prompts_path)

@@ -88,6 +88,7 @@ def test_preset_fills_in_the_protocol_and_options_still_win(
     # The preset's prompts and K; the command line's N and weights.
     assert Path(config["prompts_path"]).name == "prefill_attacks_dev.jsonl"
     assert (config["samples"], config["max_new_tokens"], config["weights"]) == (1, 8, "int8")
+    assert config["batch_size"] == 8  # the preset's rows per call
     assert "## Prefilling attacks (3 attacked samples" in capsys.readouterr().out
 
 
