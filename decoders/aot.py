@@ -209,6 +209,9 @@ class AheadOfTime:
             return exported
         try:
             data = np.frombuffer(bytes(exported.serialize()), dtype=np.uint8)
+            again = export.deserialize(bytearray(data.tobytes()))
+            if (again.in_tree, again.out_tree) != (exported.in_tree, exported.out_tree):
+                raise ValueError("its argument or result structure does not survive serialisation")
             write_entry(_folder() / f"{key}.npz", key, {"function": self._name}, {"exported": data})
             evict(_folder(), MAX_ENTRIES)
         except (OSError, TypeError, ValueError) as error:  # not stored: only costs speed
@@ -286,9 +289,14 @@ def _register(types: set[type]) -> None:
                 node,
                 serialized_name=f"{node.__module__}.{node.__qualname__}",
                 serialize_auxdata=lambda aux: json.dumps(list(aux)).encode("utf-8"),
-                deserialize_auxdata=lambda data: tuple(json.loads(bytes(data))),
+                deserialize_auxdata=lambda data: _tuples(json.loads(bytes(data))),
             )
             _REGISTERED.add(node)
 
 
 _REGISTRY_LOCK = threading.Lock()
+
+
+def _tuples(value: Any) -> Any:
+    """JSON arrays back into tuples (aux data is hashable: it holds tuples, never lists)."""
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value

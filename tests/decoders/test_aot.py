@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import struct
 
 from decoders import aot, step
 from decoders.config import DecodeConfig
@@ -148,3 +149,28 @@ def test_shielded_generation_through_the_exports_equals_the_jitted_one(
     aot.set_aot_enabled(False)
     assert exported == run()
     assert exported[0][2]  # the scenario: the shield acted on the first row
+
+
+@struct.dataclass(frozen=True)
+class Box:
+    """A pytree node with static fields that nest tuples (like BlockLinear's formats)."""
+
+    x: jax.Array
+    names: tuple[tuple[str, int], ...] = struct.field(pytree_node=False)
+
+
+def _doubled(box: Box, scale: int) -> Box:
+    return Box(x=box.x * scale, names=box.names)
+
+
+def test_static_fields_with_nested_tuples_survive_the_round_trip(
+    aot_on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = Box(x=jnp.arange(3.0), names=(("q4_k", 1), ("q6_k", 2)))
+    first = aot.ahead_of_time(_doubled, static_argnames=("scale",))(box, 2)
+    assert len(_entries(aot_on)) == 1  # stored: the structure survived serialisation
+    later = aot.ahead_of_time(_doubled, static_argnames=("scale",))
+    monkeypatch.setattr(later, "_export", _never)
+    found = later(box, 2)  # read back and called with the same tree
+    assert found.names == first.names == box.names
+    np.testing.assert_array_equal(np.asarray(found.x), [0.0, 2.0, 4.0])
