@@ -360,18 +360,21 @@ class _Crawl:
         exempt = self.model.exempt_final
         return self.has_final(items) and not any(i < 0 and exempt[-1 - i] for i in items)
 
-    def step(self, items: frozenset[int], prev: int, atom: int, finals: bool) -> tuple:
-        """The key after ``atom``; ``finals``: a whole word is pending in ``items``."""
+    def step(self, moved: set[int], prev: int, atom: int, finals: bool) -> tuple:
+        """The key after ``atom``, given ``moved``, the items the state's items move to on it;
+        ``finals``: a whole word is pending in the state's items."""
         kind = self.atoms.kinds[atom]
         if kind == KIND_END:
             return ("ED",) if finals else ("E",)
         if finals and kind == KIND_OTHER:
             return ("D", 0)
-        new: set[int] = set()
-        for item in items:
-            new.update(self.item_moves(item).get(atom, ()))
+        new = set(moved)
         if prev == 0 or not self.whole_word:
             new.update(self.item_moves(0).get(atom, ()))  # the root: a match may start here
+        if self.model.exempt_final and not any(i >= 0 for i in new):
+            # An exempt word only matters against a word of the list that started with it, and
+            # none can start inside a word: with no list item left, its items are dead weight.
+            new = set()
         new_prev = 1 if (kind == KIND_WORD and self.whole_word) else 0
         if not self.whole_word and self.has_final(frozenset(new)):
             return ("D", 0)
@@ -383,20 +386,29 @@ class _Crawl:
             return [self.id(("E",))] * n
         prev = key[-1]
         if prev not in self.base:
-            self.base[prev] = [self.id(self.step(frozenset(), prev, a, False)) for a in range(n)]
+            self.base[prev] = [self.id(self.step(set(), prev, a, False)) for a in range(n)]
         if key[0] == "D" or not key[1]:
             return self.base[prev]
         items: frozenset[int] = key[1]
         row = list(self.base[prev])
-        touched: set[int] = set()
+        # One pass over the items' moves gathers every atom's successors (an atom no item moves
+        # on keeps the base row, unless a pending whole word is detected on it).
+        moved: dict[int, set[int]] = {}
         for item in items:
-            touched.update(self.item_moves(item))
+            for atom, targets in self.item_moves(item).items():
+                found = moved.get(atom)
+                if found is None:
+                    moved[atom] = set(targets)
+                else:
+                    found.update(targets)
         finals = self.whole_word and self.pending(items)
+        touched: set[int] = set(moved)
         if finals:
             touched.update(self.other_atoms)
             touched.add(self.atoms.end)
+        none: set[int] = set()
         for atom in touched:
-            row[atom] = self.id(self.step(items, prev, atom, finals))
+            row[atom] = self.id(self.step(moved.get(atom, none), prev, atom, finals))
         return row
 
     def run(self, max_seconds: float) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
