@@ -39,8 +39,9 @@ JOB_TIMEOUT_S = 300  # one start-up job (load + 48 tokens) takes about a second
 STARTUP_JOB = """\
 import json, sys
 from llama_cpp import Llama
-model, max_new, prompt, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-llm = Llama(model_path=model, n_threads=threads, n_threads_batch=threads, verbose=False)
+model, max_new, prompt, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+counts = {"n_threads": int(threads[0]), "n_threads_batch": int(threads[0])} if threads else {}
+llm = Llama(model_path=model, verbose=False, **counts)
 answer = llm.create_chat_completion(
     messages=[{"role": "user", "content": prompt}], max_tokens=max_new, temperature=0.0)
 print(json.dumps({"tokens": answer["usage"]["completion_tokens"]}))
@@ -192,7 +193,7 @@ def startup_seconds(
     max_new_tokens: int = 48,
     prompt: str = "Write one friendly sentence about autumn.",
     model: Path | None = None,
-    threads: int = 2,
+    threads: int | None = None,
     venv_dir: Path = DEFAULT_VENV,
 ) -> StartupTimes | None:
     """Time issue 15's start-up job done by llama.cpp: a fresh interpreter of the scratch
@@ -203,7 +204,8 @@ def startup_seconds(
         max_new_tokens: the answer's token limit.
         prompt: the user message (the GGUF's chat template wraps it).
         model: the GGUF file; None for the bundled SmolLM2 (:func:`decoders.bundled_model_path`).
-        threads: llama.cpp threads.
+        threads: llama.cpp threads; None keeps llama-cpp-python's defaults (half the cores for
+            generation, all of them for the prompt), what a user of ``Llama()`` gets.
         venv_dir: the scratch environment.
 
     Returns:
@@ -223,7 +225,7 @@ def startup_seconds(
 
         model = bundled_model_path()
     command = [str(venv_python(venv_dir)), "-c", STARTUP_JOB, str(model), str(max_new_tokens)]
-    command += [prompt, str(threads)]
+    command += [prompt, *([] if threads is None else [str(threads)])]
     walls, tokens = [], 0
     for _ in range(runs + 1):
         began = time.perf_counter()
