@@ -154,9 +154,14 @@ class Composed:
         Returns:
             The packed state reached.
         """
-        for symbol in [*data, *([END] if final else [])]:
-            state, _ = self.step(state, symbol)
-        return state
+        nxt, first, second, letters, _ = self._lists  # type: ignore[attr-defined]
+        width, size = self.letters.shape[1], self.n_norm
+        letter, norm = divmod(state, size)
+        for symbol in [*data, *([END] if final else [])]:  # step() inlined: the hot loop
+            cell = norm * N_SYMBOLS + symbol
+            letter = letters[letters[letter * width + first[cell]] * width + second[cell]]
+            norm = nxt[cell]
+        return letter * size + norm
 
     def step_many(self, states: np.ndarray, symbols: np.ndarray) -> np.ndarray:
         """Vectorised step of an absorbing automaton: packed ``states`` [n] on ``symbols`` [n].
