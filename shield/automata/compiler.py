@@ -142,16 +142,16 @@ def _pattern(
     )
     exempt = sorted(repeat_exemptions(words, pattern.match))
     matcher = words_matcher(words, pattern.match, limits, what=what, exempt=exempt)
-    return matcher, _LazyScanner(node, limits, _word_chars(pattern))
+    # Word characters too are made when the scanner is built: the set takes tenths of a second,
+    # and a shield read from the compiled-shield cache may never need its scanners.
+    return matcher, _LazyScanner(node, limits, functools.partial(_word_chars, pattern))
 
 
-def _word_chars(pattern: Pattern) -> Callable[[], frozenset[int]]:
-    """The non-ASCII word characters of a word list's whole words (none for regexes), as a
-    function called when the scanner is built: the set takes tenths of a second to make, and a
-    shield read from the compiled-shield cache may never need its scanners."""
+def _word_chars(pattern: Pattern) -> frozenset[int]:
+    """The non-ASCII word characters of a word list's whole words (none for regexes)."""
     if isinstance(pattern, RegexRule) or not pattern.match.whole_word:
-        return frozenset
-    return word_code_points
+        return frozenset()
+    return word_code_points()
 
 
 def _kind(pattern: Pattern) -> str:
@@ -221,5 +221,7 @@ def rule_scanner(rule: AutomatonRule, limits: CompileLimits) -> _LazyScanner | N
     pattern = rule.forbid if isinstance(rule, AfterRule) else rule
     pattern = pattern.pattern if isinstance(pattern, AtMostRule) else pattern
     return _LazyScanner(
-        functools.partial(_pattern_ast, pattern, rule.id, limits), limits, _word_chars(pattern)
+        functools.partial(_pattern_ast, pattern, rule.id, limits),
+        limits,
+        functools.partial(_word_chars, pattern),
     )
