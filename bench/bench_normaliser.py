@@ -21,7 +21,8 @@ normaliser composed at run time with the letter automaton), and measures, median
 Rows: ``core`` = the 30 core words with all seven normalisations (the spec's
 ``profanity-obfuscated`` rule); ``spec`` = the 916-word list with ``leet`` and ``repeats`` (the
 spec's ``profanity`` rule); ``confusables`` = the 916 words with ``confusables`` alone; ``all`` =
-the 916 words with all seven normalisations (today: over the compile limits).
+both lists in one rule (the 916 words and the core list's ``bollocks``) with all seven
+normalisations (today: over the compile limits).
 """
 
 from __future__ import annotations
@@ -83,11 +84,13 @@ def _rules() -> dict[str, WordsRule]:
     def with_norms(rule: WordsRule, norms: frozenset[str]) -> WordsRule:
         return dataclasses.replace(rule, match=dataclasses.replace(rule.match, normalize=norms))
 
+    # The one rule: both lists (the core list has a word the package list lacks: bollocks).
+    union = dataclasses.replace(full, words=tuple(dict.fromkeys((*full.words, *core.words))))
     return {
         "core": core,
         "spec": full,
         "confusables": with_norms(full, frozenset({"confusables"})),
-        "all": with_norms(full, every),
+        "all": with_norms(union, every),
     }
 
 
@@ -188,7 +191,7 @@ def false_positives() -> None:
     added = sorted(corpus.items[i] for i in staged - today)
     gone = sorted(corpus.items[i] for i in today - staged)
     print(f"| today's two word rules | {len(today)} words flagged of 100,000 |")
-    print(f"| the staged one rule (916 words, all 7) | {len(staged)} words flagged |")
+    print(f"| the staged one rule (both lists, all 7) | {len(staged)} words flagged |")
     print(f"| flagged by the one rule only | {len(added)}: {', '.join(added)} |")
     print(f"| flagged by today's rules only | {len(gone)}: {', '.join(gone)} |")
 
