@@ -144,7 +144,7 @@ def test_quantised_parameters_refuse_requantisation_and_export(tiny_int8_model: 
 
 
 def test_unknown_weight_format_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(DecoderError, match=r"weights must be one of \('dense', 'int8'\)"):
+    with pytest.raises(DecoderError, match=r"weights must be one of \('dense', 'int8', 'gguf'\)"):
         load_model(tmp_path / "any.gguf", weights="int4")
 
 
