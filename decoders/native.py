@@ -41,6 +41,7 @@ from decoders.paths import cache_root
 from shield.errors import DecoderError
 
 __all__ = [
+    "CUSTOM_CALL_TARGETS",
     "GGUF_MATMUL_TARGET",
     "INT8_MATMUL_TARGET",
     "KERNEL_DIRECTORY",
@@ -65,6 +66,10 @@ INT8_MATMUL_TARGET = "shield_int8_matmul"
 GGUF_MATMUL_TARGET = "shield_gguf_matmul"
 #: Exported symbol of each target.
 _SYMBOLS = {INT8_MATMUL_TARGET: "ShieldInt8Matmul", GGUF_MATMUL_TARGET: "ShieldGgufMatmul"}
+#: Every custom-call target the library registers (``jax.export`` must be told to allow them:
+#: ``export.DisabledSafetyCheck.custom_call(target)``; they are rebuilt per machine, so an export
+#: holding them is valid only where this library is registered).
+CUSTOM_CALL_TARGETS: tuple[str, ...] = tuple(_SYMBOLS)
 #: Seconds a compile may take before it is abandoned (zig builds its C++ runtime on first use).
 COMPILE_TIMEOUT_S = 600.0
 _LIBRARY_NAME = "libshield_kernels.so"
