@@ -371,7 +371,7 @@ class _Crawl:
         new = set(moved)
         if prev == 0 or not self.whole_word:
             new.update(self.item_moves(0).get(atom, ()))  # the root: a match may start here
-        if self.model.exempt_final and not any(i >= 0 for i in new):
+        if self.model.exempt_final and new and max(new) < 0:
             # An exempt word only matters against a word of the list that started with it, and
             # none can start inside a word: with no list item left, its items are dead weight.
             new = set()
