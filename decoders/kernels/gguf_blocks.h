@@ -66,13 +66,15 @@ inline __m128i shifted(const uint8_t* p, int shift) {
 #endif
 
 // Each format: kId (its GGML type number), kWeights and kBytes per block, kGroups = kWeights /
-// 32, kOffset (whether weights add m), scalar(block, g, q, scales) and, with SSE,
-// vector(block, g, lo, hi) returning the scales.
+// 32, kOffset (whether weights add m), kNibbles (16 levels, one scale per group: the AVX-512 path
+// looks weights up in a 16-entry table of the group's decoded levels), scalar(block, g, q,
+// scales) and, with SSE, vector(block, g, lo, hi) returning the scales, q + kBias in lo and hi.
 
 struct Q4_0 {
   static constexpr int32_t kId = 2;
   static constexpr int64_t kWeights = 32, kBytes = 18, kGroups = 1;
-  static constexpr bool kOffset = false;
+  static constexpr bool kOffset = false, kNibbles = true;
+  static constexpr int kBias = 8;  // vector() leaves the raw nibbles; q = nibble - 8
   static Scales scalar(const uint8_t* b, int64_t, int8_t* q) {
     for (int t = 0; t < 16; ++t) {
       q[t] = static_cast<int8_t>((b[2 + t] & 0x0F) - 8);
@@ -83,9 +85,9 @@ struct Q4_0 {
   }
 #if defined(SHIELD_SSE_DECODE)
   static Scales vector(const uint8_t* b, int64_t, __m128i& lo, __m128i& hi) {
-    const __m128i eight = _mm_set1_epi8(8);
-    lo = _mm_sub_epi8(low_nibbles(shifted(b + 2, 0)), eight);
-    hi = _mm_sub_epi8(low_nibbles(shifted(b + 2, 4)), eight);
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
+    lo = low_nibbles(bytes);
+    hi = low_nibbles(_mm_srli_epi16(bytes, 4));
     const float d = half_to_float(b);
     return {d, d, 0.0f};
   }
@@ -95,7 +97,8 @@ struct Q4_0 {
 struct Q4_1 {
   static constexpr int32_t kId = 3;
   static constexpr int64_t kWeights = 32, kBytes = 20, kGroups = 1;
-  static constexpr bool kOffset = true;
+  static constexpr bool kOffset = true, kNibbles = true;
+  static constexpr int kBias = 0;
   static Scales scalar(const uint8_t* b, int64_t, int8_t* q) {
     for (int t = 0; t < 16; ++t) {
       q[t] = static_cast<int8_t>(b[4 + t] & 0x0F);
@@ -106,8 +109,9 @@ struct Q4_1 {
   }
 #if defined(SHIELD_SSE_DECODE)
   static Scales vector(const uint8_t* b, int64_t, __m128i& lo, __m128i& hi) {
-    lo = low_nibbles(shifted(b + 4, 0));
-    hi = low_nibbles(shifted(b + 4, 4));
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 4));
+    lo = low_nibbles(bytes);
+    hi = low_nibbles(_mm_srli_epi16(bytes, 4));
     const float d = half_to_float(b);
     return {d, d, half_to_float(b + 2)};
   }
@@ -117,7 +121,8 @@ struct Q4_1 {
 struct Q8_0 {
   static constexpr int32_t kId = 8;
   static constexpr int64_t kWeights = 32, kBytes = 34, kGroups = 1;
-  static constexpr bool kOffset = false;
+  static constexpr bool kOffset = false, kNibbles = false;
+  static constexpr int kBias = 0;
   static Scales scalar(const uint8_t* b, int64_t, int8_t* q) {
     std::memcpy(q, b + 2, 32);
     const float d = half_to_float(b);
@@ -138,7 +143,8 @@ struct Q8_0 {
 struct Q4_K {
   static constexpr int32_t kId = 12;
   static constexpr int64_t kWeights = 256, kBytes = 144, kGroups = 8;
-  static constexpr bool kOffset = true;
+  static constexpr bool kOffset = true, kNibbles = true;
+  static constexpr int kBias = 0;
   static Scales scales(const uint8_t* b, int64_t g) {
     const uint8_t* s = b + 4;
     int sc, mn;
@@ -176,7 +182,8 @@ struct Q4_K {
 struct Q6_K {
   static constexpr int32_t kId = 14;
   static constexpr int64_t kWeights = 256, kBytes = 210, kGroups = 8;
-  static constexpr bool kOffset = false;
+  static constexpr bool kOffset = false, kNibbles = false;
+  static constexpr int kBias = 0;
   static Scales scales(const uint8_t* b, int64_t g) {
     const auto* s = reinterpret_cast<const int8_t*>(b + 192);
     const float d = half_to_float(b + 208);

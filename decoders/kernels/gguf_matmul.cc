@@ -73,11 +73,28 @@ inline void decode(const uint8_t* b, int64_t g, Vec* w) {
 #if defined(__AVX512F__)
   __m128i lo, hi;
   const Scales s = F::vector(b, g, lo, hi);
+  if constexpr (F::kNibbles) {
+    // The group's 16 levels (q - kBias) * s (+ m), rounded as gguf rounds them, then one
+    // permute per 16 weights instead of a conversion, a multiplication and an addition.
+    const __m512 levels = _mm512_setr_ps(0 - F::kBias, 1 - F::kBias, 2 - F::kBias, 3 - F::kBias,
+                                         4 - F::kBias, 5 - F::kBias, 6 - F::kBias, 7 - F::kBias,
+                                         8 - F::kBias, 9 - F::kBias, 10 - F::kBias, 11 - F::kBias,
+                                         12 - F::kBias, 13 - F::kBias, 14 - F::kBias, 15 - F::kBias);
+    __m512 table = _mm512_mul_ps(levels, _mm512_set1_ps(s.s0));
+    if constexpr (F::kOffset) table = _mm512_add_ps(table, _mm512_set1_ps(s.m));
+    w[0] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(lo), table);
+    w[1] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(hi), table);
+    return;
+  }
   w[0] = vscale(lo, s.s0);
   w[1] = vscale(hi, s.s1);
 #elif defined(__AVX2__) && defined(__FMA__)
   __m128i lo, hi;
   const Scales s = F::vector(b, g, lo, hi);
+  if constexpr (F::kBias != 0) {
+    lo = _mm_sub_epi8(lo, _mm_set1_epi8(F::kBias));
+    hi = _mm_sub_epi8(hi, _mm_set1_epi8(F::kBias));
+  }
   w[0] = vscale(lo, s.s0);
   w[1] = vscale(_mm_srli_si128(lo, 8), s.s0);
   w[2] = vscale(hi, s.s1);
