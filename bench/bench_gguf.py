@@ -326,7 +326,16 @@ def report(run: Run) -> str:
         "",
         targets(run),
     ]
-    lines += [f"\n{s.label}: {s.reason}" for s in (run.llama[0], *run.ours) if s.numbers is None]
+    chosen = [
+        "/".join(_fmt(side.get(key), 0) for side in run.llama if side.numbers is not None)
+        for key in ("b1_threads", "b8_threads", "prefill_threads")
+    ]
+    if any(side.numbers is not None for side in run.llama):
+        lines.append(
+            f"\nllama.cpp threads chosen (before/after): batch 1 {chosen[0]}, batch 8 {chosen[1]}, "
+            f"prefill {chosen[2]}"
+        )
+    lines += [f"\n{s.label}: {s.reason}" for s in (*run.llama, *run.ours) if s.numbers is None]
     return "\n".join(lines)
 
 

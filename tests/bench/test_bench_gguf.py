@@ -10,6 +10,7 @@ from bench.bench_gguf import NOT_BUILT, Run, Side, report, table, targets
 
 LLAMA = {"b1_tok_s": 100.0, "b8_tok_s": 200.0, "prefill_tok_s": 1000.0}
 LLAMA_LOADS = {"load_cold_s": 0.2, "load_warm_s": 0.1, "weight_mb": 100.0}
+LLAMA_THREADS = {"b1_threads": 1.0, "b8_threads": 2.0, "prefill_threads": 2.0}
 
 
 def _ours(label: str, b1: float, b8: float, prefill: float, warm: float, mb: float) -> Side:
@@ -19,10 +20,12 @@ def _ours(label: str, b1: float, b8: float, prefill: float, warm: float, mb: flo
 
 def _run(llama_after_b1: float = 80.0, built: bool = True) -> Run:
     before = (
-        Side("llama.cpp", {**LLAMA, **LLAMA_LOADS}) if built else Side("llama.cpp", None, NOT_BUILT)
+        Side("llama.cpp", {**LLAMA, **LLAMA_LOADS, **LLAMA_THREADS})
+        if built
+        else Side("llama.cpp", None, NOT_BUILT)
     )
     after = (
-        Side("llama.cpp", {**LLAMA, **LLAMA_LOADS, "b1_tok_s": llama_after_b1})
+        Side("llama.cpp", {**LLAMA, **LLAMA_LOADS, **LLAMA_THREADS, "b1_tok_s": llama_after_b1})
         if built
         else Side("llama.cpp", None, NOT_BUILT)
     )
@@ -45,6 +48,7 @@ def test_ratios_are_against_the_faster_llama_cpp_run() -> None:
     lines = table(run).splitlines()
     b1 = next(line for line in lines if line.startswith("| batch 1"))
     assert "100.0 / 80.0" in b1 and "99.0 (0.99x)" in b1 and "20.0 (0.20x)" in b1
+    assert "threads chosen (before/after): batch 1 1/1, batch 8 2/2, prefill 2/2" in report(run)
 
 
 def test_bandwidth_fraction_uses_the_larger_bandwidth_and_each_sides_bytes() -> None:
