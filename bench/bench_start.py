@@ -1,6 +1,8 @@
 """Start-up benchmark: ``shield generate`` end to end, without caches, cold and warm.
 
-Run: ``python -m bench.bench_start [--runs N] [--spec toxicity] [--max-new-tokens 48]``.
+Run: ``python -m bench.bench_start [--runs N] [--spec toxicity] [--max-new-tokens 48]``; with
+``--against REV`` it only times warm runs of git revision REV's tree and of HEAD's (each written out
+with ``git archive``), interleaved so that both see the same load of a shared machine.
 
 Every number is the wall time of a whole ``shield generate`` subprocess (interpreter start, imports,
 spec, model, compilation, decoding, output), the median of ``--runs`` runs:
@@ -88,14 +90,16 @@ def _cpu_of_children() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _generate(spec: str, max_new: int, cache: Path | None, *extra: str) -> tuple[float, float]:
+def _generate(
+    spec: str, max_new: int, cache: Path | None, *extra: str, root: Path = ROOT
+) -> tuple[float, float]:
     """Wall and CPU seconds of one ``shield generate`` subprocess (CPU time suffers less than wall
     time when other processes share the machine)."""
     command = [sys.executable, "-m", "shield.cli", "generate", "--spec", spec, "--chat"]
     command += ["--temperature", "0", "--max-new-tokens", str(max_new), "--prompt", PROMPT, *extra]
     start, cpu = time.perf_counter(), _cpu_of_children()
     done = subprocess.run(
-        command, cwd=ROOT, env=_environment(cache), capture_output=True, text=True, check=False
+        command, cwd=root, env=_environment(cache), capture_output=True, text=True, check=False
     )
     seconds, cpu = time.perf_counter() - start, _cpu_of_children() - cpu
     if done.returncode != 0:
@@ -156,12 +160,48 @@ def _llama_cpp(runs: int, max_new: int) -> str:
     )
 
 
+def _tree(revision: str, folder: Path) -> Path:
+    """The files of git ``revision`` of this repository, written into ``folder``."""
+    folder.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", revision], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def _against(revision: str, runs: int, spec: str, max_new: int, models: Path) -> None:
+    """Warm runs of ``revision``'s tree and of ``HEAD``'s, interleaved (same load), each tree from
+    ``git archive`` (edits made meanwhile cannot invalidate its caches) with its own warm cache
+    folder; prints their medians."""
+    with tempfile.TemporaryDirectory() as scratch:
+        parent = Path(scratch)
+        trees = {
+            name: _tree(name, parent / f"tree{i}") for i, name in enumerate((revision, "HEAD"))
+        }
+        caches = {name: _fresh_cache(parent, models) for name in trees}
+        for name, root in trees.items():
+            _generate(spec, max_new, caches[name], root=root)  # cold: fills its caches
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+        for _ in range(runs):
+            for name, root in trees.items():
+                times[name].append(_generate(spec, max_new, caches[name], root=root))
+    print(f"\nwarm runs of {revision} and HEAD, interleaved (median of {runs}):")
+    print("\n| tree | median wall (s) | median CPU (s) | wall of each run (s) |\n|---|---|---|---|")
+    for name, values in times.items():
+        wall, cpu = statistics.median(w for w, _ in values), statistics.median(c for _, c in values)
+        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {', '.join(f'{w:.2f}' for w, _ in values)} |")
+
+
 def main() -> None:
     """Measure and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per setting (median)")
     parser.add_argument("--spec", default="toxicity")
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument(
+        "--against", metavar="REV", help="only: warm runs of git REV's tree beside HEAD's"
+    )
     args = parser.parse_args()
     from shield.store import cache_root
 
@@ -170,6 +210,9 @@ def main() -> None:
     spec, max_new = args.spec, args.max_new_tokens
     print(f"shield generate --spec {spec} --chat --temperature 0 --max-new-tokens {max_new}")
     _generate(spec, max_new, None, "--no-cache")  # converts the model once if it never was
+    if args.against:
+        _against(args.against, args.runs, spec, max_new, models)
+        return
     results: dict[str, list[tuple[float, float]]] = {"no cache": [], "cold": [], "warm": []}
     missed = 0
     with tempfile.TemporaryDirectory() as scratch:
