@@ -209,10 +209,10 @@ def main() -> None:
     models.mkdir(parents=True, exist_ok=True)
     spec, max_new = args.spec, args.max_new_tokens
     print(f"shield generate --spec {spec} --chat --temperature 0 --max-new-tokens {max_new}")
-    _generate(spec, max_new, None, "--no-cache")  # converts the model once if it never was
-    if args.against:
+    if args.against:  # its cold runs convert the model if it never was
         _against(args.against, args.runs, spec, max_new, models)
         return
+    _generate(spec, max_new, None, "--no-cache")  # converts the model once if it never was
     results: dict[str, list[tuple[float, float]]] = {"no cache": [], "cold": [], "warm": []}
     missed = 0
     with tempfile.TemporaryDirectory() as scratch:
