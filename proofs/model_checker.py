@@ -850,7 +850,9 @@ def _scenarios() -> list[Instance]:
                 checkpoint="token", max_rollback_tokens=2, max_retries=2, max_discarded_tokens=5
             ),
             prefill=(1,),
-            max_new_tokens=3,
+            # A rollback into the prefill lowers the limit to t + N: N = 4 leaves room to spend
+            # the budget.
+            max_new_tokens=4,
             expect=frozenset({"rewinds", "prefill_rollbacks", "budget"}),
         ),
         # A whole-word rule confirmed by END or a space, with a refusal on exhaustion, and a
@@ -870,7 +872,7 @@ def _scenarios() -> list[Instance]:
                 refusal="b",
             ),
             prefill=(1, 2),
-            max_new_tokens=2,
+            max_new_tokens=4,  # room after a rollback into the prefill (limit t + N)
             expect=frozenset({"rewinds", "refused", "prefill_rollbacks", "end_confirmed"}),
         ),
         # A classifier (any window with a "b" is unsafe) over windows of two tokens and, at the
