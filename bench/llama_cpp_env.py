@@ -4,7 +4,7 @@ Run: ``python -m bench.llama_cpp_env [--venv PATH] [--force]``. Not part of CI, 
 packages imports it: llama.cpp is the baseline that ``bench.bench_gguf`` (and ``bench.bench_start``)
 measure beside ours when this environment exists.
 
-llama-cpp-python ships no wheel, so pip compiles llama.cpp (CMake, a C++ compiler, about 15
+llama-cpp-python ships no wheel, so pip compiles llama.cpp (CMake, a C++ compiler, about 20
 minutes on 2 cores). ``CMAKE_ARGS`` carries the llama.cpp CMake options, as the package's README
 documents; ``-DGGML_NATIVE=ON`` compiles ggml for this CPU (``-march=native``: AVX2, AVX-512, VNNI
 where present), which is what a user building it here gets. A second run finds the built package
@@ -264,7 +264,7 @@ def main() -> None:
 
 def _build_verbosely(venv_dir: Path, force: bool) -> None:
     print(f"building {PACKAGE} {VERSION} into {venv_dir} (CMAKE_ARGS={CMAKE_ARGS}); this takes")
-    print("about 15 minutes on 2 cores ...", flush=True)
+    print("about 20 minutes on 2 cores ...", flush=True)
     try:
         python = build(venv_dir, force=force)
     except LlamaCppBuildError as error:
