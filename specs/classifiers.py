@@ -1,7 +1,8 @@
 """Classifier names a spec may use, checked when the spec is loaded.
 
 A classifier rule names its scorer either by a built-in name (``profanity-check``, the linear
-TF-IDF model of the ``alt-profanity-check`` package) or as ``"module:function"``, a function that
+TF-IDF model of the ``alt-profanity-check`` package, scored from its arrays shipped in
+``shield/data/``) or as ``"module:function"``, a function that
 maps a list of texts to a list of probabilities in [0, 1]. The loader resolves the name at load
 time, so a spec whose scorer is missing fails when it is loaded, not halfway through a generation.
 """
@@ -11,19 +12,19 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 
-from shield.classifiers import BUILTIN_SCORERS, resolve_scorer
+from shield.classifiers import BUILTIN_SCORERS, PROFANITY_ARRAYS, resolve_scorer
 from shield.errors import ClassifierError, SpecError
 from shield.rules import PROFANITY_CHECK, SCORER_REFERENCE
 from specs.validation import Where, suggest
 
 __all__ = ["check_scorer"]
 
-#: Built-in scorer name → (import name of the module it needs, distribution that provides it).
-_REQUIREMENTS: Mapping[str, tuple[str, str]] = MappingProxyType(
-    {PROFANITY_CHECK: ("profanity_check", "alt-profanity-check")}
-)
+#: Built-in scorer name → the data file it scores from (shipped with the package; no scorer
+#: needs a package beyond shield's own dependencies at run time).
+_REQUIREMENTS: Mapping[str, Path] = MappingProxyType({PROFANITY_CHECK: PROFANITY_ARRAYS})
 
 
 def check_scorer(name: str, where: Where) -> None:
@@ -43,11 +44,11 @@ def check_scorer(name: str, where: Where) -> None:
     """
     if name in BUILTIN_SCORERS:
         if name in _REQUIREMENTS:
-            required, distribution = _REQUIREMENTS[name]
-            if importlib.util.find_spec(required) is None:
+            required = _REQUIREMENTS[name]
+            if not required.is_file():
                 where.fail(
-                    f"classifier {name!r} needs the package {distribution!r}; install it with"
-                    f" pip install {distribution}",
+                    f"classifier {name!r} scores from {required}, which is missing; reinstall"
+                    " shield, or regenerate it with scripts/extract_profanity_check.py",
                     SpecError,
                 )
         return

@@ -169,6 +169,20 @@ def test_classifier_module_function_resolves() -> None:
     assert spec.rules[0].scorer == "math:fsum"  # type: ignore[union-attr]
 
 
+def test_builtin_classifier_without_its_arrays_is_refused_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import specs.classifiers as classifier_names
+
+    missing = tmp_path / "profanity_check.npz"
+    monkeypatch.setattr(classifier_names, "_REQUIREMENTS", {"profanity-check": missing})
+    assert not missing.exists()
+    error = fail(rule('classifier = { name = "profanity-check", threshold = 0.8 }'))
+    assert_located(
+        error, kind=SpecError, file=SOURCE, line=6, rule_id="r", says=(str(missing), "missing")
+    )
+
+
 # -- multi-line values keep later lines right ---------------------------------------------------
 
 
