@@ -40,6 +40,7 @@ import jaxlib
 import numpy as np
 from jax import export
 
+from decoders.native import CUSTOM_CALL_TARGETS
 from shield.store import cache_root, evict, read_entry, sources_digest, write_entry
 
 __all__ = [
@@ -60,6 +61,8 @@ _PACKAGES = ("decoders", "shield")
 _ROOT = Path(__file__).resolve().parent.parent
 _LOG = logging.getLogger(__name__)
 _STATE = {"enabled": False}
+#: The library's own custom calls, allowed in exports (see decoders.native).
+_ALLOWED_CUSTOM_CALLS = [export.DisabledSafetyCheck.custom_call(t) for t in CUSTOM_CALL_TARGETS]
 
 
 def set_aot_enabled(enabled: bool) -> None:
@@ -202,7 +205,12 @@ class AheadOfTime:
     def _export(self, key: str, bound: inspect.BoundArguments, tree: Any) -> export.Exported:
         inputs = _node_types(tree)
         _register(inputs)
-        exported = export.export(self._jitted)(*bound.args, **bound.kwargs)  # type: ignore[arg-type]
+        exported = export.export(
+            self._jitted,  # type: ignore[arg-type]
+            # The native kernels are custom calls; jax.export refuses those it does not know.
+            # They are registered by loading int8 or GGUF weights, before any export is called.
+            disabled_checks=_ALLOWED_CUSTOM_CALLS,
+        )(*bound.args, **bound.kwargs)
         foreign = _node_types(exported.out_tree) - inputs
         if foreign:  # a later process could not read its outputs back before deserialising
             _LOG.warning("%s not stored ahead of time: outputs of types %s", self._name, foreign)
