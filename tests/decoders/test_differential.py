@@ -73,7 +73,7 @@ def report(counts: Counter[str]) -> None:
 #: Seeds of the generator whose scenarios, together, reach every one of SCENARIOS (chosen by
 #: ``python -m tests.decoders.differential_support``). These and the seeds of the pinned examples
 #: below name scenarios of the generator as it is: choose them again when it changes.
-COVERAGE_SEEDS = (37, 123, 126, 393, 12, 236, 356, 405, 487, 33)
+COVERAGE_SEEDS = (18, 16, 2, 37, 17, 126, 236, 356, 487, 52)
 
 
 @given(scenario=scenarios())
