@@ -44,10 +44,11 @@ def mentions_z(texts: list[str]) -> list[float]:
 
 
 def sentence_script(t: Callable[[str], int], eos: int, script: Script) -> Script:
-    """A: "a!" then "z!" (closed unsafe sentence), repaired to "a!b."; B: "yZ" then EOS (open
+    """A: "aq!" then "z!" (closed unsafe sentence), repaired to "aq!b."; B: "yZ" then EOS (open
     unsafe sentence at the end), repaired to "y" (the rewind keeps "y", scored safe, and bans "Z");
-    C: "c." (safe)."""
-    script.chain([t("A"), t("a"), t("!")])
+    C: "c." (safe). A's unsafe sentence closes on a step where no other row stops the device, so
+    the overlapped path decodes past it before its verdict lands."""
+    script.chain([t("A"), t("a"), t("q"), t("!")])
     script.after(t("!"), [(t("z"), 6.0), (t("b"), 5.0)]).chain([t("z"), t("!")])
     script.chain([t("b"), t("."), eos])
     script.after(t("B"), [(t("y"), 6.0), (t("w"), 5.0)]).chain([t("y"), t("Z"), eos])
@@ -82,7 +83,7 @@ def response_script(t: Callable[[str], int], eos: int, script: Script) -> Script
 SCOPES: dict[str, tuple[Callable[[Callable[[str], int], int, Script], Script], list[str]]] = {
     # scope: (script, the texts the rows return). An unsafe window is rolled back from the piece
     # that made it unsafe (shield.machine.Machine.narrow), so the safe text before it stays.
-    "sentence": (sentence_script, ["a!b.", "y", "c."]),
+    "sentence": (sentence_script, ["aq!b.", "y", "c."]),
     "window": (window_script, ["abcd", "mnmnmnmn", "y"]),
     "response": (response_script, ["a", "y", "cd"]),
 }
