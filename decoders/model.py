@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from decoders.config import ModelConfig
 from decoders.gguf_linear import BlockLinear
 from decoders.linear import Linear, QuantizedLinear, embed_rows, project
+from decoders.pytree import pytree_dataclass
 from decoders.rope import apply_rope, inverse_frequencies
 
 __all__ = [
@@ -52,7 +52,7 @@ __all__ = [
 Array = jax.Array
 
 
-@struct.dataclass(frozen=True)
+@pytree_dataclass
 class LayerParams:
     """The weights of one transformer block (shapes with H hidden, N heads, K kv heads, D head).
 
@@ -72,7 +72,7 @@ class LayerParams:
     post_mlp_norm: Array | None = None  # [H] (sandwich_norms)
 
 
-@struct.dataclass(frozen=True)
+@pytree_dataclass
 class Params:
     """All weights of a model; ``lm_head`` is None when the embeddings are tied."""
 
@@ -82,7 +82,7 @@ class Params:
     lm_head: Linear | None  # [H, V] or None (tied: logits use embed.T)
 
 
-@struct.dataclass(frozen=True)
+@pytree_dataclass
 class KVCache:
     """Keys and values of every layer, append-only by position."""
 

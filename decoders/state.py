@@ -25,10 +25,10 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
 
 from decoders.config import DecodeConfig, ModelConfig
 from decoders.model import KVCache, init_cache
+from decoders.pytree import pytree_dataclass
 from shield.result import FinishReason
 
 __all__ = [
@@ -64,7 +64,7 @@ FINISH_REASONS: dict[int, FinishReason] = {
 }
 
 
-@struct.dataclass(frozen=True, kw_only=True)
+@pytree_dataclass(kw_only=True)
 class DecodeState:
     """Everything a decode loop carries, per row ``b`` of ``B``, with ``S`` cache slots."""
 
@@ -107,7 +107,7 @@ class DecodeState:
         return jnp.take_along_axis(self.tokens, index, axis=1)[:, 0]
 
 
-@struct.dataclass(frozen=True, kw_only=True)
+@pytree_dataclass(kw_only=True)
 class Snapshot:
     """The scalars per row that define a generation state; restoring them is a rewind."""
 

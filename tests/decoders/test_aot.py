@@ -10,12 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import struct
 
 from decoders import aot, step
 from decoders.config import DecodeConfig
 from decoders.loading import Model
 from decoders.plain import generate_plain
+from decoders.pytree import pytree_dataclass, static_field
 from decoders.shielded import generate_shielded
 from decoders.state import DecodeState, init_state
 from decoders.tokenizer import Tokenizer
@@ -152,12 +152,12 @@ def test_shielded_generation_through_the_exports_equals_the_jitted_one(
     assert exported == run()
 
 
-@struct.dataclass(frozen=True)
+@pytree_dataclass
 class Box:
     """A pytree node with static fields that nest tuples (like BlockLinear's formats)."""
 
     x: jax.Array
-    names: tuple[tuple[str, int], ...] = struct.field(pytree_node=False)
+    names: tuple[tuple[str, int], ...] = static_field()
 
 
 def _doubled(box: Box, scale: int) -> Box:
