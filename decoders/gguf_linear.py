@@ -20,10 +20,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
 
 from decoders.gguf_formats import FORMATS, dequantize_rows
 from decoders.native import GGUF_MATMUL_TARGET, require_kernel
+from decoders.pytree import pytree_dataclass, static_field
 from shield.errors import DecoderError
 
 __all__ = ["BlockLinear", "dense_rows", "embed_block_rows", "project_blocks"]
@@ -31,7 +31,7 @@ __all__ = ["BlockLinear", "dense_rows", "embed_block_rows", "project_blocks"]
 Array = jax.Array
 
 
-@struct.dataclass(frozen=True)
+@pytree_dataclass
 class BlockLinear:
     """A linear map ``[in, out]`` stored as GGUF block rows ``[out, in]``, in parts along ``out``.
 
@@ -40,8 +40,8 @@ class BlockLinear:
     """
 
     parts: tuple[Array, ...]
-    formats: tuple[str, ...] = struct.field(pytree_node=False)
-    in_features: int = struct.field(pytree_node=False)
+    formats: tuple[str, ...] = static_field()
+    in_features: int = static_field()
 
     def __post_init__(self) -> None:
         if not self.parts or len(self.parts) != len(self.formats):

@@ -19,10 +19,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
 
 from decoders.gguf_linear import BlockLinear, embed_block_rows, project_blocks
 from decoders.native import INT8_MATMUL_TARGET, require_kernel
+from decoders.pytree import pytree_dataclass
 
 __all__ = [
     "Linear",
@@ -42,7 +42,7 @@ BLOCK = 32
 LEVELS = 255
 
 
-@struct.dataclass(frozen=True)
+@pytree_dataclass
 class QuantizedLinear:
     """A linear map stored as int8 rows in blocks of :data:`BLOCK` with float32 scale and offset.
 

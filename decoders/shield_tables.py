@@ -28,8 +28,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
 
+from decoders.pytree import pytree_dataclass
 from shield.automata.alphabet import END, N_SYMBOLS
 from shield.automata.composed import Composed
 from shield.checkpoints import SENTENCE_END_BYTES
@@ -49,7 +49,7 @@ __all__ = [
 Array = jax.Array
 
 
-@struct.dataclass(frozen=True, kw_only=True)
+@pytree_dataclass(kw_only=True)
 class ShieldTables:
     """Device copies of a lifted shield, padded to the model's vocabulary ``V``."""
 

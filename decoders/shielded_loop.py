@@ -29,11 +29,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from decoders.aot import ahead_of_time
 from decoders.config import ModelConfig
 from decoders.model import Params
+from decoders.pytree import pytree_dataclass
 from decoders.sampling import SamplingConfig, row_keys, sample
 from decoders.shield_tables import (
     ShieldTables,
@@ -85,7 +85,7 @@ class LoopConfig:
     patience: int = 1
 
 
-@struct.dataclass(frozen=True, kw_only=True)
+@pytree_dataclass(kw_only=True)
 class ShieldCarry:
     """The shield's part of the decode state, per row ``b`` of ``B`` with ``S`` slots and ``C`` components."""
 
