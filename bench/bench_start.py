@@ -54,7 +54,7 @@ jax.monitoring.register_event_duration_secs_listener(
     lambda event, seconds, **_: events.__setitem__(event, events[event] + seconds))
 import specs, decoders, shield.classifiers
 from shield.store import caching
-lap("imports (jax, flax, decoders, specs)")
+lap("imports (jax, decoders, specs)")
 spec_name, max_new, prompt = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 with caching(True):
     decoders.enable_compilation_cache()

@@ -289,7 +289,7 @@ def _node_types(tree: Any) -> set[type]:
 
 
 def _register(types: set[type]) -> None:
-    """Let ``jax.export`` serialise these pytree nodes (the decoder's flax dataclasses, whose aux
+    """Let ``jax.export`` serialise these pytree nodes (the decoder's pytree dataclasses, whose aux
     data is a tuple of plain values), once per process."""
     with _REGISTRY_LOCK:
         for node in sorted(types - _REGISTERED, key=lambda t: (t.__module__, t.__qualname__)):
