@@ -55,7 +55,7 @@ class ShieldTables:
 
     transitions: Array  # [C, S, 257] int32
     violating: Array  # [C, S] bool
-    initial: Array  # [C] int32
+    initial: Array  # [C + K] int32: table components, then composed ones (packed)
     token_bytes: Array  # [V, L] int32, padded with 0 past each token's length
     token_lengths: Array  # [V] int32
     valid: Array  # [V] bool: ids that may be sampled (text tokens and EOS)
@@ -115,7 +115,10 @@ def composed_arrays(composed: Sequence[Composed]) -> dict[str, np.ndarray]:
 
 
 def shield_tables(
-    token_shield: Any, vocab_size: int, never: np.ndarray, composed: Sequence[Composed] = ()
+    token_shield: Any,
+    vocab_size: int,
+    never: np.ndarray,
+    composed: Sequence[Composed] | None = None,
 ) -> ShieldTables:
     """Build the device tables of a lifted shield for a model with ``vocab_size`` logits.
 
@@ -127,11 +130,23 @@ def shield_tables(
         never: ``[V']`` bool from :meth:`shield.judge.Judge.never`: ids never produced as text
             (EOS excluded), so the sampler never picks them.
         composed: composed components (absorbing), whose packed states follow the table
-            components' in every state vector.
+            components' in every state vector; None takes the token shield's own
+            (``token_shield.composed``, the staged rules of :mod:`shield.lifting`).
 
     Returns:
         The :class:`ShieldTables`.
     """
+    initial = np.asarray(token_shield.initial, dtype=np.int32)
+    own = tuple(getattr(token_shield, "composed", ()))
+    if composed is None:
+        composed = own  # its initial already covers them: [C + K]
+    elif own:
+        raise ValueError(
+            f"the token shield has {len(own)} composed components of its own; pass composed=None"
+            " to use them, or lift a shield without staged rules to add others"
+        )
+    else:  # extra composed components after a table-only shield's
+        initial = np.concatenate([initial, [c.initial for c in composed]]).astype(np.int32)
     # Vectorised over the lifted token matrix: a Python loop over 49k tokens cost ~0.2 s a start.
     count = min(vocab_size, int(token_shield.token_matrix.shape[0]))
     source = np.asarray(token_shield.token_matrix[:count], dtype=np.int32)  # [V', L_max]
@@ -149,7 +164,7 @@ def shield_tables(
     return ShieldTables(
         transitions=jnp.asarray(np.asarray(token_shield.byte_transitions, dtype=np.int32)),
         violating=jnp.asarray(np.asarray(token_shield.violating, dtype=bool)),
-        initial=jnp.asarray(np.asarray(token_shield.initial, dtype=np.int32)),
+        initial=jnp.asarray(initial),
         token_bytes=jnp.asarray(matrix),
         token_lengths=jnp.asarray(lengths),
         valid=jnp.asarray(valid),

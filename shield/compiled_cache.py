@@ -1,9 +1,10 @@
 """The compiled-shield cache: compiled automaton rules on disk, keyed by what they came from.
 
 Compiling a large word list through every normalisation takes seconds; reading its automata back
-takes milliseconds. An entry holds the automata (:class:`~shield.automata.dfa.DFA` tables) of every
-automaton rule of a spec, in a checksummed ``.npz`` (see :mod:`shield.store`), under
-``cache_root()/compiled/``. Its key is a SHA-256 of
+takes milliseconds. An entry holds the automata (:class:`~shield.automata.dfa.DFA` tables, and for
+staged rules the normaliser and letter tables of their
+:class:`~shield.automata.composed.Composed`) of every automaton rule of a spec, in a checksummed
+``.npz`` (see :mod:`shield.store`), under ``cache_root()/compiled/``. Its key is a SHA-256 of
 
 * the resolved automaton rules, word lists included (not the spec's path: two files with the same
   rules share an entry, and an edited word file is a new key),
@@ -35,8 +36,10 @@ from typing import Any, Literal
 import numpy as np
 
 from shield.automata.compiler import CompiledRule, rule_scanner
+from shield.automata.composed import Composed
 from shield.automata.dfa import DFA
 from shield.automata.limits import CompileLimits
+from shield.automata.normaliser import Normaliser
 from shield.errors import ShieldError
 from shield.rules import AutomatonRule
 from shield.store import (
@@ -58,8 +61,8 @@ __all__ = [
     "default_cache",
 ]
 
-#: Version of what an entry holds (the encoding of compiled rules below).
-FORMAT = 1
+#: Version of what an entry holds (the encoding of compiled rules below; 2: composed automata).
+FORMAT = 2
 #: Entries kept in the cache folder; beyond it the least recently used are deleted.
 MAX_ENTRIES = 256
 _PACKAGE = Path(__file__).resolve().parent
@@ -280,6 +283,17 @@ def _encode(compiled: Sequence[CompiledRule]) -> tuple[dict[str, Any], dict[str,
                 arrays[f"{prefix}.classes"] = value.classes
                 arrays[f"{prefix}.accepting"] = value.accepting
                 fields[f.name] = {"dfa": prefix, "initial": value.initial}
+            elif isinstance(value, Composed):
+                prefix = f"{index}.{f.name}"
+                arrays[f"{prefix}.norm_next"] = _narrow(value.normaliser.next_state)
+                arrays[f"{prefix}.norm_emitted"] = value.normaliser.emitted.astype(np.int16)
+                arrays[f"{prefix}.letters"] = _narrow(value.letters)
+                arrays[f"{prefix}.accepting"] = value.accepting
+                fields[f.name] = {
+                    "composed": prefix,
+                    "initial_letter": value.initial_letter,
+                    "n_atoms": value.normaliser.n_atoms,
+                }
             elif value is None or isinstance(value, bool | int | float | str):
                 fields[f.name] = {"value": value}
             else:
@@ -312,6 +326,8 @@ def _decode(
                     int(field["initial"]),
                     arrays[f"{prefix}.accepting"],
                 )
+            elif "composed" in field:
+                values[name] = _composed(arrays, field)
             else:
                 values[name] = field["value"]
         if set(values) != wanted:
@@ -320,6 +336,22 @@ def _decode(
             )
         out.append(CompiledRule(**values))
     return tuple(out)
+
+
+def _composed(arrays: Any, field: dict[str, Any]) -> Composed:
+    """A composed automaton from an entry (its constructors check every shape and range)."""
+    prefix = field["composed"]
+    normaliser = Normaliser(
+        np.asarray(arrays[f"{prefix}.norm_next"], dtype=np.int32),
+        np.asarray(arrays[f"{prefix}.norm_emitted"], dtype=np.int32),
+        int(field["n_atoms"]),
+    )
+    return Composed(
+        normaliser,
+        np.asarray(arrays[f"{prefix}.letters"], dtype=np.int32),
+        np.asarray(arrays[f"{prefix}.accepting"], dtype=bool),
+        int(field["initial_letter"]),
+    )
 
 
 def _narrow(table: np.ndarray) -> np.ndarray:

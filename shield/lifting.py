@@ -9,6 +9,11 @@ confirm a match on the byte *after* it (or END), so a token that completes a for
 blocked only if the token also holds the confirming byte; otherwise the next token, or the end
 of generation (``end_violates``), is what gets blocked.
 
+Staged rules (:func:`shield.automata.compiler.is_staged`) are *composed* components: a
+:class:`~shield.automata.composed.Composed` walked byte by byte, kept after the ``C`` table
+components, with one packed int state each (``letter * n_norm + norm``). A monitor state is
+``[C + K]``: the table components' states, then the composed ones'.
+
 The vocabulary's side (token bytes, padded matrix, trie) is :mod:`shield.vocabulary`'s, cached per
 tokenizer there.
 """
@@ -23,6 +28,7 @@ import numpy as np
 
 from shield.automata.alphabet import END, N_SYMBOLS
 from shield.automata.compiler import CompiledRule
+from shield.automata.composed import Composed
 from shield.automata.merge import Component, merge_components
 from shield.errors import ModelLoadError
 from shield.vocabulary import (
@@ -55,17 +61,19 @@ class TokenShield:
     """The shield's automata lifted onto a vocabulary, as numpy tables.
 
     Attributes:
-        rule_ids: the automaton rules of each component (``"a+b"`` when small rules were merged
-            into one table, see :mod:`shield.automata.merge`).
+        rule_ids: the automaton rules of each component, table components then composed ones
+            (``"a+b"`` when small rules were merged into one table, see
+            :mod:`shield.automata.merge`).
         byte_transitions: int32 [C, S_max, 257]; rows past a component's size are padding
             (self-loops); byte 256 is END.
         violating: bool [C, S_max].
-        initial: int32 [C].
+        initial: int32 [C + K]: the table components' initial states, then the composed ones'.
         token_matrix: int32 [V, L_max], token bytes padded with 0.
         token_lengths: int32 [V].
         special: bool [V].
         token_bytes: the byte string of every token.
         state_counts: int32 [C], the real (unpadded) number of states of each component.
+        composed: the K composed components (staged rules), after the table components.
         trie: the vocabulary's byte trie when already built (see :mod:`shield.vocabulary`);
             None builds it from ``token_matrix`` and ``token_lengths``.
     """
@@ -79,13 +87,19 @@ class TokenShield:
     special: np.ndarray
     token_bytes: tuple[bytes, ...]
     state_counts: np.ndarray
+    composed: tuple[Composed, ...] = field(default=(), kw_only=True)
     trie: InitVar[Trie | None] = field(default=None, kw_only=True)
 
     def __post_init__(self, trie: Trie | None) -> None:
         c, s, k = self.byte_transitions.shape
         v, _ = self.token_matrix.shape
-        if k != N_SYMBOLS or self.violating.shape != (c, s) or self.initial.shape != (c,):
+        total = c + len(self.composed)
+        if k != N_SYMBOLS or self.violating.shape != (c, s) or self.initial.shape != (total,):
             raise ValueError("TokenShield tables have inconsistent shapes")
+        if len(self.rule_ids) != total:
+            raise ValueError(
+                f"TokenShield needs {total} rule ids (C + K); got {len(self.rule_ids)}"
+            )
         if self.token_lengths.shape != (v,) or self.special.shape != (v,):
             raise ValueError("TokenShield token tables have inconsistent shapes")
         for name in (
@@ -139,8 +153,9 @@ class TokenShield:
             raise ModelLoadError("need at least one token; the vocabulary is empty")
         # Small rules share one table (see shield.automata.merge): fewer walks per token and per row.
         components = merge_components(
-            [Component(rule_ids=(r.rule_id,), dfa=r.dfa) for r in compiled]
+            [Component(rule_ids=(r.rule_id,), dfa=r.dfa) for r in compiled if r.dfa is not None]
         )
+        composed = [r for r in compiled if r.composed is not None]
         sizes = [comp.n_states for comp in components] or [1]
         c, s_max = len(components), max(sizes)
         table = np.tile(np.arange(s_max, dtype=np.int32)[None, :, None], (c, 1, N_SYMBOLS))
@@ -148,28 +163,38 @@ class TokenShield:
         for i, comp in enumerate(components):
             table[i, : sizes[i]] = comp.table
             violating[i, : sizes[i]] = comp.violating
+        initial = [comp.initial for comp in components]
+        initial += [r.composed.initial for r in composed]  # type: ignore[union-attr]
         return TokenShield(
-            rule_ids=tuple("+".join(comp.rule_ids) for comp in components),
+            rule_ids=tuple(
+                ["+".join(comp.rule_ids) for comp in components] + [r.rule_id for r in composed]
+            ),
             byte_transitions=table,
             violating=violating,
-            initial=np.array([comp.initial for comp in components], dtype=np.int32),
+            initial=np.array(initial, dtype=np.int32),
             token_matrix=vocabulary.matrix,
             token_lengths=vocabulary.lengths,
             special=np.array(vocabulary.special, dtype=bool),
             token_bytes=vocabulary.tokens,
             state_counts=np.array(sizes[: len(components)], dtype=np.int32),
+            composed=tuple(r.composed for r in composed if r.composed is not None),
             trie=vocabulary.trie,
         )
+
+    @property
+    def table_components(self) -> int:
+        """C, the number of table components (the first C entries of a monitor state)."""
+        return int(self.byte_transitions.shape[0])
 
     def step_token(self, states: np.ndarray, token_id: int) -> np.ndarray:
         """Walk one token's bytes.
 
         Args:
-            states: int [C] component states.
+            states: int [C + K] component states.
             token_id: the token.
 
         Returns:
-            int32 [C], the new states.
+            int32 [C + K], the new states.
         """
         flat: list[list[int]] | None = self._flat  # type: ignore[attr-defined]
         if flat is None:
@@ -179,29 +204,40 @@ class TokenShield:
             ]
             object.__setattr__(self, "_flat", flat)
         token = self.token_bytes[token_id]
+        values = np.asarray(states).tolist()
+        c = self.table_components
         out = []
-        for table, state in zip(flat, np.asarray(states).tolist(), strict=True):
+        for table, state in zip(flat, values[:c], strict=True):
             for b in token:  # walk the token's bytes: the same as walking the concatenated text
                 state = table[state * N_SYMBOLS + b]
             out.append(state)
+        out += [
+            comp.walk(state, token) for comp, state in zip(self.composed, values[c:], strict=True)
+        ]
         return np.array(out, dtype=np.int32)
 
     def end_states(self, states: np.ndarray) -> np.ndarray:
         """The states after END (end of generation).
 
         Args:
-            states: int [C].
+            states: int [C + K].
 
         Returns:
-            int32 [C].
+            int32 [C + K].
         """
-        return self.byte_transitions[np.arange(len(states)), np.asarray(states), END]
+        states = np.asarray(states)
+        c = self.table_components
+        table = self.byte_transitions[np.arange(c), states[:c], END]
+        composed = [
+            comp.step(int(s), END)[0] for comp, s in zip(self.composed, states[c:], strict=True)
+        ]
+        return np.concatenate([table, np.array(composed, dtype=np.int32)]).astype(np.int32)
 
     def end_violates(self, states: np.ndarray) -> bool:
         """Whether ending the text now violates a rule.
 
         Args:
-            states: int [C].
+            states: int [C + K].
 
         Returns:
             True when some component is violating after END.
@@ -212,13 +248,18 @@ class TokenShield:
         """Whether some component is in a violating state.
 
         Args:
-            states: int [C].
+            states: int [C + K].
 
         Returns:
             True when a rule has fired.
         """
         states = np.asarray(states)
-        return bool(self.violating[np.arange(len(states)), states].any())
+        c = self.table_components
+        if self.violating[np.arange(c), states[:c]].any():
+            return True
+        return any(
+            comp.violating(int(s)) for comp, s in zip(self.composed, states[c:], strict=True)
+        )
 
     def _component_row(self, c: int, state: int) -> np.ndarray:
         """int32 [V]: next state of component ``c`` from ``state`` for every token (cached)."""
@@ -226,11 +267,16 @@ class TokenShield:
         row = rows.get((c, state))
         if row is None:
             parent, byte, level_bounds, token_node = self._trie  # type: ignore[attr-defined]
-            flat = self.byte_transitions[c]  # [S_max, 257]
             node_state = np.empty(parent.shape[0], dtype=np.int32)
             node_state[0] = state
-            for lo, hi in level_bounds:  # one vectorised gather per trie level
-                node_state[lo:hi] = flat[node_state[parent[lo:hi]], byte[lo:hi]]
+            if c < self.table_components:
+                flat = self.byte_transitions[c]  # [S_max, 257]
+                for lo, hi in level_bounds:  # one vectorised gather per trie level
+                    node_state[lo:hi] = flat[node_state[parent[lo:hi]], byte[lo:hi]]
+            else:  # a composed component: the normaliser, then the letter automaton per level
+                comp = self.composed[c - self.table_components]
+                for lo, hi in level_bounds:
+                    node_state[lo:hi] = comp.step_many(node_state[parent[lo:hi]], byte[lo:hi])
             row = node_state[token_node]
             row.setflags(write=False)
             if len(rows) >= _CACHE_ROWS:
@@ -242,10 +288,10 @@ class TokenShield:
         """The next states of every token.
 
         Args:
-            states: int [C].
+            states: int [C + K].
 
         Returns:
-            int32 [V, C].
+            int32 [V, C + K].
         """
         cols = [self._component_row(c, int(s)) for c, s in enumerate(np.asarray(states).tolist())]
         if not cols:
@@ -256,7 +302,7 @@ class TokenShield:
         """Tokens after which no component is violating.
 
         Args:
-            states: int [C].
+            states: int [C + K].
 
         Returns:
             bool [V].
@@ -271,7 +317,12 @@ class TokenShield:
         masks: dict[tuple[int, int], np.ndarray] = self._masks  # type: ignore[attr-defined]
         mask = masks.get((c, state))
         if mask is None:
-            mask = self.violating[c, self._component_row(c, state)]
+            row = self._component_row(c, state)
+            if c < self.table_components:
+                mask = self.violating[c, row]
+            else:
+                comp = self.composed[c - self.table_components]
+                mask = comp.accepting[row // comp.n_norm]
             mask.setflags(write=False)
             if len(masks) >= _CACHE_ROWS:
                 masks.clear()

@@ -18,29 +18,21 @@ allowed match. ``first_violation`` gives the decoder's verdict (earliest detecti
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from shield.automata.alphabet import END
-from shield.automata.compiler import CompiledRule, compile_rule
-from shield.automata.dfa import DFA
-from shield.automata.exemptions import repeat_exemptions
-from shield.automata.limits import DEFAULT_LIMITS
+from shield.automata.compiler import CompiledRule
+from shield.automata.composed import Composed
 from shield.lifting import TokenShield
 from shield.policy import BacktrackPolicy
 from shield.rules import (
-    AfterRule,
-    AtMostRule,
     ClassifierRule,
-    LiteralRule,
-    Pattern,
     Rule,
-    WordsRule,
 )
-from shield.spans import leftmost_longest
+from shield.spans import rule_spans
 from shield.validators import validate
 
 __all__ = ["Shield", "ShieldState", "Verdict", "Violation"]
@@ -131,13 +123,22 @@ class Shield:
         """The automata for a host walk of ``symbols`` symbols: Python lists (made on the first
         long walk), or the numpy tables themselves for a short walk before that, so a start that
         only checks its refusal text (``shield generate`` decodes on the device) does not pay for
-        copying tens of thousands of states into lists."""
+        copying tens of thousands of states into lists. A staged rule is its
+        :class:`~shield.automata.composed.Composed` (which keeps its own lists)."""
         tables = self._tables
         if tables is None and symbols <= _ARRAY_WALK_SYMBOLS:
-            return tuple((r.dfa.transitions, r.dfa.classes, r.dfa.accepting) for r in self.compiled)
+            return tuple(
+                r.composed or (r.dfa.transitions, r.dfa.classes, r.dfa.accepting)  # type: ignore[union-attr]
+                for r in self.compiled
+            )
         if tables is None:
             tables = tuple(
-                (r.dfa.transitions.tolist(), r.dfa.classes.tolist(), r.dfa.accepting.tolist())
+                r.composed
+                or (
+                    r.dfa.transitions.tolist(),  # type: ignore[union-attr]
+                    r.dfa.classes.tolist(),  # type: ignore[union-attr]
+                    r.dfa.accepting.tolist(),  # type: ignore[union-attr]
+                )
                 for r in self.compiled
             )
             object.__setattr__(self, "_tables", tables)
@@ -150,9 +151,9 @@ class Shield:
         Returns:
             The initial state (violated already if a rule matches the empty text).
         """
-        state = ShieldState(tuple(r.dfa.initial for r in self.compiled))
-        for rule in self.compiled:
-            if rule.dfa.accepting[rule.dfa.initial]:
+        state = ShieldState(tuple(_initial(r) for r in self.compiled))
+        for rule, initial in zip(self.compiled, state.components, strict=True):
+            if _violating(rule, initial):
                 return replace(state, verdict=Verdict(False, rule.rule_id, 0, 0))
         return state
 
@@ -199,8 +200,14 @@ class Shield:
         position = state.offset
         for symbol in symbols:  # bounded by len(data) + 1
             newly = []
-            for i, (table, classes, accepting) in enumerate(tables):
+            for i, entry in enumerate(tables):
                 before = comps[i]
+                if isinstance(entry, Composed):
+                    after = comps[i] = entry.step(before, symbol)[0]
+                    if entry.violating(after) and not entry.violating(before):
+                        newly.append(i)
+                    continue
+                table, classes, accepting = entry
                 after = int(table[before][classes[symbol]])
                 comps[i] = after
                 if accepting[after] and not accepting[before]:
@@ -270,30 +277,13 @@ class Shield:
         found: list[tuple[int, int, Violation]] = []
         for order, rule in enumerate(self.compiled):
             validator = getattr(rule.rule, "validator", None) if validators else None
-            for start, end in self._rule_spans(rule, data):
+            for start, end in rule_spans(rule, data):
                 cs = int(char_of[start])
                 ce = int(char_of[end]) + (0 if _is_char_start(data, end) else 1)
                 if validator is not None and not validate(validator, text[cs:ce]):
                     continue
                 found.append((cs, order, Violation(rule.rule_id, cs, ce, text[cs:ce])))
         return [v for _, _, v in sorted(found, key=lambda x: (x[0], x[1]))]
-
-    def _rule_spans(self, rule: CompiledRule, data: bytes) -> list[tuple[int, int]]:
-        if rule.kind == "max_length":
-            limit = rule.rule.max_bytes  # type: ignore[union-attr]
-            return [(limit, len(data))] if len(data) > limit else []
-        if not _detections(rule.matcher, data, 1):
-            return []  # the automaton decides whether the rule is violated at all
-        assert rule.scanner is not None  # every rule but max_length has a pattern
-        spans = leftmost_longest(rule.scanner.nfa, data, _counts_from(rule, data))
-        exempt, fold = _exemptions(_violating_pattern(rule.rule))
-        if not exempt:
-            return spans
-        # The matcher never counts an exempt word (shield.automata.exemptions); the pattern
-        # that spans are searched with cannot say so, so its spans of exempt words are dropped.
-        return [
-            (s, e) for s, e in spans if (data[s:e].lower() if fold else data[s:e]) not in exempt
-        ]
 
     def refusal_passes(self) -> bool:
         """Whether the policy's refusal text passes every automaton rule.
@@ -316,58 +306,20 @@ class Shield:
         return TokenShield.build(self.compiled, source, special=special)
 
 
-def _violating_pattern(rule: Any) -> Any:
-    """The part of a rule whose matches are the violations (the forbidden pattern)."""
-    if isinstance(rule, AfterRule):
-        return rule.forbid
-    return rule.pattern if isinstance(rule, AtMostRule) else rule
+def _initial(rule: CompiledRule) -> int:
+    """The rule's automaton state before any text."""
+    if rule.composed is not None:
+        return rule.composed.initial
+    assert rule.dfa is not None  # a compiled rule holds one of the two forms
+    return rule.dfa.initial
 
 
-@functools.lru_cache(maxsize=64)
-def _exemptions(pattern: Any) -> tuple[frozenset[bytes], bool]:
-    """The exempt words of a word-list pattern as bytes, and whether they compare case-folded."""
-    if not isinstance(pattern, WordsRule | LiteralRule):
-        return frozenset(), False
-    words = (pattern.literal,) if isinstance(pattern, LiteralRule) else pattern.words
-    exempt = repeat_exemptions(tuple(dict.fromkeys(words)), pattern.match)
-    return frozenset(w.encode() for w in exempt), pattern.match.case_insensitive
-
-
-def _counts_from(rule: CompiledRule, data: bytes) -> int:
-    """The byte offset from which the matches of ``rule`` are violations.
-
-    An after rule counts the matches that start after the symbol that detected its trigger; an
-    at-most rule those after the symbol that detected its last allowed match (matches counted as
-    the automaton counts them, each detected at its earliest byte); other rules every match.
-    """
-    source = rule.rule
-    if isinstance(source, AfterRule):
-        found = _detections(_matcher(source.trigger), data, 1)
-        return found[0] + 1 if found else len(data) + 1
-    if isinstance(source, AtMostRule) and source.count > 0:
-        found = _detections(_matcher(source.pattern), data, source.count)
-        return found[-1] + 1 if len(found) == source.count else len(data) + 1
-    return 0
-
-
-@functools.lru_cache(maxsize=64)
-def _matcher(pattern: Pattern) -> DFA:
-    """The matcher of a rule's part (the same automaton the rule was built from)."""
-    return compile_rule(pattern, DEFAULT_LIMITS).matcher
-
-
-def _detections(matcher: DFA, data: bytes, limit: int) -> list[int]:
-    """The symbol offsets (``len(data)`` for END) of the first ``limit`` detections of ``matcher``."""
-    table, classes = matcher.transitions, matcher.classes
-    accepting = matcher.accepting
-    state, found = matcher.initial, []
-    for index, symbol in enumerate([*data, END]):  # fuel: one round per symbol
-        state = int(table[state, classes[symbol]])
-        if accepting[state]:
-            found.append(index)
-            if len(found) == limit:
-                break
-    return found
+def _violating(rule: CompiledRule, state: int) -> bool:
+    """Whether ``state`` of the rule's forbid automaton is a violation."""
+    if rule.composed is not None:
+        return rule.composed.violating(state)
+    assert rule.dfa is not None  # a compiled rule holds one of the two forms
+    return bool(rule.dfa.accepting[state])
 
 
 def _char_offsets(text: str, data: bytes) -> np.ndarray:

@@ -29,11 +29,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from typing import Any
 
+from shield.automata.alphabet import END
 from shield.automata.boundaries import next_kind, prev_kind
+from shield.automata.compiler import CompiledRule, pattern_matcher
+from shield.automata.dfa import DFA
+from shield.automata.exemptions import repeat_exemptions
+from shield.automata.limits import DEFAULT_LIMITS
 from shield.automata.nfa import NFA
+from shield.automata.normaliser import visible_bytes
+from shield.rules import AfterRule, AtMostRule, LiteralRule, Pattern, WordsRule
 
-__all__ = ["leftmost_longest"]
+__all__ = ["leftmost_longest", "rule_spans"]
 
 
 def leftmost_longest(nfa: NFA, data: bytes, lower: int = 0) -> list[tuple[int, int]]:
@@ -197,3 +205,104 @@ def _step(nfa: NFA, closed: dict[int, int], byte: int) -> dict[int, int]:
             if lo <= byte <= hi and t not in out:
                 out[t] = tag
     return out
+
+
+def rule_spans(rule: CompiledRule, data: bytes) -> list[tuple[int, int]]:
+    """The spans a scan reports for one compiled rule in a whole text (byte offsets).
+
+    Which matches count is the rule's automaton's decision (nothing when it never detects;
+    for ``after`` and ``at_most`` rules the matches from where the rule starts to count); their
+    spans are the leftmost-longest matches of the rule's pattern. A staged rule reads the text
+    without its invisible characters, so its spans are searched there and mapped back (the
+    invisible characters inside a match belong to it). Exempt words are dropped.
+
+    Args:
+        rule: a compiled rule.
+        data: the whole text's bytes (END follows them).
+
+    Returns:
+        ``(start, end)`` byte offsets, in order and not overlapping.
+    """
+    if rule.kind == "max_length":
+        limit = rule.rule.max_bytes  # type: ignore[union-attr]
+        return [(limit, len(data))] if len(data) > limit else []
+    if not _fires(rule, data):
+        return []  # the automaton decides whether the rule is violated at all
+    assert rule.scanner is not None  # every rule but max_length has a pattern
+    # A staged rule reads the text without its invisible characters: its spans are searched
+    # there and mapped back (invisible characters inside a match belong to it).
+    seen = visible_bytes(data, rule.invisible)
+    spans = leftmost_longest(rule.scanner.nfa, seen.data, _counts_from(rule, data))
+    exempt, fold = _exemptions(_violating_pattern(rule.rule))
+    if exempt:
+        # The matcher never counts an exempt word (shield.automata.exemptions); the pattern
+        # that spans are searched with cannot say so, so its spans of exempt words are dropped.
+        spans = [
+            (s, e)
+            for s, e in spans
+            if (seen.data[s:e].lower() if fold else seen.data[s:e]) not in exempt
+        ]
+    return [seen.span(span) for span in spans]
+
+
+def _violating_pattern(rule: Any) -> Any:
+    """The part of a rule whose matches are the violations (the forbidden pattern)."""
+    if isinstance(rule, AfterRule):
+        return rule.forbid
+    return rule.pattern if isinstance(rule, AtMostRule) else rule
+
+
+@functools.lru_cache(maxsize=64)
+def _exemptions(pattern: Any) -> tuple[frozenset[bytes], bool]:
+    """The exempt words of a word-list pattern as bytes, and whether they compare case-folded."""
+    if not isinstance(pattern, WordsRule | LiteralRule):
+        return frozenset(), False
+    words = (pattern.literal,) if isinstance(pattern, LiteralRule) else pattern.words
+    exempt = repeat_exemptions(tuple(dict.fromkeys(words)), pattern.match)
+    return frozenset(w.encode() for w in exempt), pattern.match.case_insensitive
+
+
+def _counts_from(rule: CompiledRule, data: bytes) -> int:
+    """The byte offset from which the matches of ``rule`` are violations.
+
+    An after rule counts the matches that start after the symbol that detected its trigger; an
+    at-most rule those after the symbol that detected its last allowed match (matches counted as
+    the automaton counts them, each detected at its earliest byte); other rules every match.
+    """
+    source = rule.rule
+    if isinstance(source, AfterRule):
+        found = _detections(_matcher(source.trigger), data, 1)
+        return found[0] + 1 if found else len(data) + 1
+    if isinstance(source, AtMostRule) and source.count > 0:
+        found = _detections(_matcher(source.pattern), data, source.count)
+        return found[-1] + 1 if len(found) == source.count else len(data) + 1
+    return 0
+
+
+@functools.lru_cache(maxsize=64)
+def _matcher(pattern: Pattern) -> DFA:
+    """The matcher of a rule's part (the same automaton the rule was built from)."""
+    return pattern_matcher(pattern, DEFAULT_LIMITS)
+
+
+def _fires(rule: CompiledRule, data: bytes) -> bool:
+    """Whether the rule's automaton detects anything in ``data`` (END read after it)."""
+    if rule.composed is not None:
+        composed = rule.composed
+        return composed.violating(composed.walk(composed.initial, data, final=True))
+    assert rule.matcher is not None  # a compiled rule holds one of the two forms
+    return bool(_detections(rule.matcher, data, 1))
+
+
+def _detections(matcher: DFA, data: bytes, limit: int) -> list[int]:
+    """The symbol offsets (``len(data)`` for END) of the first ``limit`` detections of ``matcher``."""
+    table, classes = matcher.transitions, matcher.classes
+    accepting = matcher.accepting
+    state, found = matcher.initial, []
+    for index, symbol in enumerate([*data, END]):  # fuel: one round per symbol
+        state = int(table[state, classes[symbol]])
+        if accepting[state]:
+            found.append(index)
+            if len(found) == limit:
+                break
+    return found

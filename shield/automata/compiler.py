@@ -4,6 +4,15 @@ Patterns (words, regex, literal) lower to the pattern AST, then a Thompson NFA, 
 (subset construction) and, through the crawl primitive, the rule's automata. Rules checked their own
 values when they were constructed (see :mod:`shield.rules`); what is checked here depends on the
 compiler: the regex subset and the compile limits. Classifier rules are not compiled.
+
+**Staged rules.** A word or literal rule whose normalisations include one of
+:data:`STAGED_NORMALIZATIONS` (the Unicode ones, whose stand-ins are multi-byte characters) is not
+multiplied into one byte DFA: it compiles to a :class:`~shield.automata.composed.Composed`, the
+normaliser composed at run time with the letter automaton (:func:`is_staged` is the one
+definition). Its verdict on a text is the expanded automaton's verdict on the text without its
+invisible characters (zero-width characters with ``zero_width``, combining marks with
+``diacritics``: :func:`~shield.automata.wordlist.invisible_points`). ``after`` and ``at_most``
+rules keep the product path (their constructions combine matcher DFAs).
 """
 
 from __future__ import annotations
@@ -12,17 +21,25 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shield.automata.composed import Composed
 from shield.automata.determinize import Matcher, determinize
 from shield.automata.dfa import DFA
 from shield.automata.exemptions import repeat_exemptions
 from shield.automata.limits import CompileLimits
 from shield.automata.nfa import NFA, build_nfa
+from shield.automata.normaliser import visible_bytes
 from shield.automata.normalize import word_code_points
 from shield.automata.regex import parse_regex
 from shield.automata.reverse import ReverseScanner
 from shield.automata.syntax import NOT_AFTER_WORD_MASK, NOT_BEFORE_WORD_MASK, Assert, Concat, Node
 from shield.automata.temporal import absorb, after, at_most, max_length
-from shield.automata.wordlist import check_words, words_matcher, words_pattern
+from shield.automata.wordlist import (
+    check_words,
+    invisible_points,
+    words_composed,
+    words_matcher,
+    words_pattern,
+)
 from shield.errors import CompileError, SpecError, SpecSyntaxError
 from shield.rules import (
     AfterRule,
@@ -35,7 +52,37 @@ from shield.rules import (
     WordsRule,
 )
 
-__all__ = ["CompiledRule", "compile_rule", "rule_scanner"]
+__all__ = [
+    "STAGED_NORMALIZATIONS",
+    "CompiledRule",
+    "compile_rule",
+    "is_staged",
+    "pattern_matcher",
+    "rule_scanner",
+]
+
+#: Normalisations whose stand-ins are multi-byte characters: a byte DFA multiplies each letter
+#: state by every partly read stand-in, so a word or literal rule with any of them is compiled
+#: staged (normaliser composed with the letter automaton at run time) instead.
+STAGED_NORMALIZATIONS: frozenset[str] = frozenset(
+    {"nfkc", "confusables", "zero_width", "diacritics"}
+)
+
+
+def is_staged(rule: AutomatonRule) -> bool:
+    """Whether ``rule`` compiles to a composed automaton (see the module docstring).
+
+    Args:
+        rule: an automaton rule.
+
+    Returns:
+        True for a word or literal forbid rule with a normalisation of
+        :data:`STAGED_NORMALIZATIONS`; False for every other rule (``after`` and ``at_most``
+        parts included: their constructions need matcher DFAs).
+    """
+    return isinstance(rule, WordsRule | LiteralRule) and bool(
+        rule.match.normalize & STAGED_NORMALIZATIONS
+    )
 
 
 class _LazyScanner:
@@ -76,6 +123,9 @@ class _LazyScanner:
 class CompiledRule:
     """One automaton rule, compiled.
 
+    Exactly one of two forms: a byte DFA pair (``dfa`` and ``matcher``), or for a staged rule
+    (:func:`is_staged`) a composed forbid automaton (``composed``; ``dfa`` and ``matcher`` None).
+
     Attributes:
         rule: the source rule.
         kind: ``words``, ``regex``, ``literal``, ``after``, ``at_most`` or ``max_length``.
@@ -83,21 +133,55 @@ class CompiledRule:
         matcher: the scan automaton; accepting right after each reportable detection.
         scanner: reverse scanner of the pattern whose match is the violation (None for
             ``max_length``, whose violation starts at byte ``max_bytes``).
+        composed: the staged rule's forbid automaton (normaliser × letter automaton, absorbing).
+
+    Raises:
+        ValueError: neither or both forms are given.
     """
 
     rule: AutomatonRule
     kind: str
-    dfa: DFA
-    matcher: DFA
+    dfa: DFA | None
+    matcher: DFA | None
     scanner: ReverseScanner | _LazyScanner | None
+    composed: Composed | None = None
+
+    def __post_init__(self) -> None:
+        tables = self.dfa is not None and self.matcher is not None
+        bare = self.dfa is None and self.matcher is None
+        if not ((tables and self.composed is None) or (bare and self.composed is not None)):
+            raise ValueError(
+                f"rule {self.rule.id}: a compiled rule holds either a dfa and a matcher, or a"
+                " composed automaton; got "
+                f"dfa={self.dfa is not None}, matcher={self.matcher is not None}, "
+                f"composed={self.composed is not None}"
+            )
 
     @property
     def rule_id(self) -> str:
         """The rule's id."""
         return self.rule.id
 
+    @property
+    def n_states(self) -> int:
+        """Table rows: the DFA's states, or the composed automaton's letter plus normaliser states."""
+        if self.composed is not None:
+            return self.composed.n_letters + self.composed.n_norm
+        assert self.dfa is not None  # checked at construction
+        return self.dfa.n_states
+
+    @property
+    def invisible(self) -> frozenset[int]:
+        """Code points a staged rule does not read (see :func:`invisible_points`); else empty."""
+        if self.composed is None:
+            return frozenset()
+        return invisible_points(self.rule.match)  # type: ignore[union-attr]
+
     def span(self, text: bytes, index: int, lower: int = 0) -> tuple[int, int]:
         """Start and end byte offsets of the violation detected while reading symbol ``index``.
+
+        A staged rule searches the text without its invisible characters (what its automaton
+        reads) and maps the span back to offsets in ``text``.
 
         Args:
             text: the bytes read so far (including byte ``index`` unless it is END).
@@ -111,8 +195,13 @@ class CompiledRule:
         if self.scanner is None:
             assert isinstance(self.rule, MaxLengthRule)
             return self.rule.max_bytes, self.rule.max_bytes + 1
-        span = self.scanner.match_span(text, index, lower)
-        return span if span is not None else (lower, index)
+        invisible = self.invisible
+        if not invisible:
+            span = self.scanner.match_span(text, index, lower)
+            return span if span is not None else (lower, index)
+        seen = visible_bytes(text, invisible)
+        span = self.scanner.match_span(seen.data, seen.index(index), seen.index(lower))
+        return seen.span(span) if span is not None else (lower, index)
 
 
 def _pattern_ast(pattern: Pattern, rule_id: str, limits: CompileLimits) -> Node:
@@ -147,6 +236,32 @@ def _pattern(
     return matcher, _LazyScanner(node, limits, functools.partial(_word_chars, pattern))
 
 
+def _staged(rule: WordsRule | LiteralRule, limits: CompileLimits, what: str) -> CompiledRule:
+    """A staged rule: the normaliser composed with the letter automaton (see :func:`is_staged`)."""
+    words = check_words(
+        (rule.literal,) if isinstance(rule, LiteralRule) else rule.words, limits, what=what
+    )
+    exempt = sorted(repeat_exemptions(words, rule.match))
+    composed = words_composed(words, rule.match, limits, what=what, absorb=True, exempt=exempt)
+    return CompiledRule(rule, _kind(rule), None, None, rule_scanner(rule, limits), composed)
+
+
+def pattern_matcher(pattern: Pattern, limits: CompileLimits) -> DFA:
+    """The byte-level matcher DFA of a pattern, as ``after`` and ``at_most`` rules build on it.
+
+    Args:
+        pattern: a word, regex or literal pattern (staged or not: this is always the product).
+        limits: the compile limits.
+
+    Returns:
+        The matcher: accepting right after each detection.
+
+    Raises:
+        CompileError: a limit is exceeded.
+    """
+    return _pattern(pattern, pattern.id, limits)[0].dfa
+
+
 def _word_chars(pattern: Pattern) -> frozenset[int]:
     """The non-ASCII word characters of a word list's whole words (none for regexes)."""
     if isinstance(pattern, RegexRule) or not pattern.match.whole_word:
@@ -175,6 +290,8 @@ def compile_rule(rule: AutomatonRule, limits: CompileLimits) -> CompiledRule:
     """
     what = f"rule {rule.id}"
     try:
+        if is_staged(rule):
+            return _staged(rule, limits, what)  # type: ignore[arg-type]
         if isinstance(rule, WordsRule | RegexRule | LiteralRule):
             matcher, scanner = _pattern(rule, rule.id, limits)
             return CompiledRule(

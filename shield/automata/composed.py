@@ -42,9 +42,9 @@ class Composed:
             (derived: ``NO_ATOM`` becomes the identity column).
     """
 
-    normaliser: Normaliser
-    letters: np.ndarray
-    accepting: np.ndarray
+    normaliser: Normaliser = field(repr=False)
+    letters: np.ndarray = field(repr=False)
+    accepting: np.ndarray = field(repr=False)
     initial_letter: int
     emitted: np.ndarray = field(init=False, repr=False)
 
@@ -54,6 +54,12 @@ class Composed:
             raise ValueError(
                 f"letter table must be [n, {self.normaliser.n_atoms + 1}] with n accepting flags; "
                 f"got {self.letters.shape} and {self.accepting.shape}"
+            )
+        if n < 1 or self.letters.min() < 0 or self.letters.max() >= n:
+            raise ValueError(f"letter table entries must lie in 0..{n - 1}")
+        if not 0 <= self.initial_letter < n:
+            raise ValueError(
+                f"initial letter state must lie in 0..{n - 1}; got {self.initial_letter}"
             )
         for name in ("letters", "accepting"):
             getattr(self, name).setflags(write=False)

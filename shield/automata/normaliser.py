@@ -28,6 +28,7 @@ matter of the letter automaton, whose atoms already are the canonical classes.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +36,14 @@ import numpy as np
 from shield.automata.alphabet import END, N_SYMBOLS, WORD_BYTES
 from shield.automata.letters import Atoms
 
-__all__ = ["NO_ATOM", "Normaliser", "build_normaliser", "strip_invisible"]
+__all__ = [
+    "NO_ATOM",
+    "Normaliser",
+    "Visible",
+    "build_normaliser",
+    "strip_invisible",
+    "visible_bytes",
+]
 
 #: Emission slot with no atom.
 NO_ATOM = -1
@@ -72,6 +80,8 @@ class Normaliser:
             )
         if self.emitted.max() >= self.n_atoms or self.emitted.min() < NO_ATOM:
             raise ValueError(f"emitted atoms must lie in -1..{self.n_atoms - 1}")
+        if self.next_state.min() < 0 or self.next_state.max() >= n:
+            raise ValueError(f"normaliser states must lie in 0..{n - 1}")
         for name in ("next_state", "emitted"):
             getattr(self, name).setflags(write=False)
 
@@ -164,3 +174,73 @@ def strip_invisible(text: str, invisible: frozenset[int]) -> str:
         ``text`` with every code point of ``invisible`` removed.
     """
     return "".join(c for c in text if ord(c) not in invisible)
+
+
+@dataclass(frozen=True)
+class Visible:
+    """A text's bytes without its invisible characters, and where each kept byte came from.
+
+    Attributes:
+        data: the kept bytes (every byte but those of complete invisible characters).
+        where: the offset in the original bytes of each kept byte, then the original length.
+    """
+
+    data: bytes
+    where: tuple[int, ...]
+
+    def index(self, offset: int) -> int:
+        """The offset in ``data`` of original ``offset`` (the first kept byte at or after it).
+
+        Args:
+            offset: a byte offset in the original text (its length for END).
+
+        Returns:
+            The corresponding offset in ``data``.
+        """
+        return bisect.bisect_left(self.where, offset)
+
+    def span(self, span: tuple[int, int]) -> tuple[int, int]:
+        """A span of ``data`` as original offsets: from its first kept byte to after its last.
+
+        Args:
+            span: ``(start, end)`` offsets in ``data``.
+
+        Returns:
+            ``(start, end)`` in the original bytes (invisible characters inside it included,
+            those around it not).
+        """
+        start, end = span
+        return self.where[start], (self.where[end - 1] + 1 if end > start else self.where[start])
+
+
+def visible_bytes(data: bytes, invisible: frozenset[int]) -> Visible:
+    """What the letter automaton reads of ``data``: its bytes without complete invisible characters.
+
+    The byte-level counterpart of :func:`strip_invisible`, for texts that may end inside a
+    character or be malformed: a byte that does not start a complete invisible character is
+    kept, as the normaliser reads it.
+
+    Args:
+        data: a text's bytes (possibly malformed or cut inside a character).
+        invisible: the invisible code points (see :func:`build_normaliser`).
+
+    Returns:
+        The kept bytes with their original offsets.
+    """
+    out, where, i = bytearray(), list[int](), 0
+    while i < len(data):  # fuel: every round moves i forward by at least one
+        byte = data[i]
+        size = 1 if byte < 0xC0 else 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+        if size > 1 and invisible:
+            try:
+                char = data[i : i + size].decode("utf-8")
+            except UnicodeDecodeError:
+                char = ""
+            if len(char) == 1 and ord(char) in invisible:
+                i += size
+                continue
+        out.append(byte)
+        where.append(i)
+        i += 1
+    where.append(len(data))
+    return Visible(bytes(out), tuple(where))
