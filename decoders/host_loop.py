@@ -15,6 +15,7 @@ synchronous path (the device stops at every window, ``EVENT_WINDOW``) stays sele
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -121,18 +122,36 @@ def apply_decisions(
             limit[b] = starts[b] + decision.limit
         elif decision.kind == "finish":
             finish_codes[b] = decision.code
-    state = rewind(state, jnp.asarray(targets), jnp.asarray(rewind_rows))
+    state = _rewind_rows(state, jax.device_put(targets), jax.device_put(rewind_rows))
     for code in np.unique(finish_codes[finish_codes > 0]):
-        state = finish(state, int(code), jnp.asarray(finish_codes == code))
+        state = _finish_rows(state, int(code), jax.device_put(finish_codes == code))
     carry = dataclasses.replace(
         carry,
-        event=jnp.where(jnp.asarray(clear), 0, carry.event),
-        ban_position=jnp.asarray(ban_position),
-        ban_tokens=jnp.asarray(ban_tokens),
-        repair_until=jnp.asarray(repair),
-        limit=jnp.asarray(limit),
+        event=_cleared(carry.event, jax.device_put(clear)),
+        ban_position=jax.device_put(ban_position),
+        ban_tokens=jax.device_put(ban_tokens),
+        repair_until=jax.device_put(repair),
+        limit=jax.device_put(limit),
     )
     return state, carry
+
+
+# The host's updates between device rounds, each one compiled program: run eagerly they were a
+# dozen small programs, every one lowered and fetched from the compilation cache at each start.
+_rewind_rows = jax.jit(rewind)
+_finish_rows = jax.jit(finish, static_argnums=1)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _finish_running(state: DecodeState, code: int) -> DecodeState:
+    """Every row still running finished with ``code``."""
+    return finish(state, code, state.finish == RUNNING)
+
+
+@jax.jit
+def _cleared(event: jax.Array, rows: jax.Array) -> jax.Array:
+    """``event`` with the answered rows' events cleared."""
+    return jnp.where(rows, 0, event)
 
 
 def _release_streams(
@@ -244,6 +263,6 @@ def run_host_loop(
         if verdicts is not None:
             verdicts.tick()
         state, carry, _ = shielded_loop(
-            params, config, sampling, loop, tables, state, carry, jnp.int32(steps), window=window
+            params, config, sampling, loop, tables, state, carry, np.int32(steps), window=window
         )
-    return finish(state, FINISH_BUDGET, state.finish == RUNNING), carry
+    return _finish_running(state, FINISH_BUDGET), carry

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from decoders.batch import prepare_run
@@ -135,8 +134,8 @@ def generate_shielded(
             decisions[b] = decision
             if verdicts is not None and decision.kind == "rewind":
                 verdicts.rewound(b, decision.target)
-    limit = jnp.asarray(starts + len(forced) + options.max_new_tokens, jnp.int32)
-    carry = init_carry(jnp.asarray(history), limit, loop.max_bans)
+    limit = jax.device_put(np.asarray(starts + len(forced) + options.max_new_tokens, np.int32))
+    carry = init_carry(jax.device_put(history), limit, loop.max_bans)
     state, carry = apply_decisions(state, carry, decisions, starts, loop.max_bans)
     # Each round either runs device steps or answers at least one event or verdict; every event
     # consumes budget or ends a row, and a late verdict wastes at most `delay` steps, so this

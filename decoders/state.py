@@ -131,14 +131,15 @@ def init_state(
         :func:`decoders.step.prefill`.
     """
     b, s = decode_config.batch_size, decode_config.max_slots
-    zeros = jnp.zeros((b,), jnp.int32)
-    seed = jnp.zeros((b,), jnp.uint32) if seeds is None else jnp.asarray(seeds).astype(jnp.uint32)
+    # Host arrays put on the device: no program to compile or fetch from the cache at each start.
+    zeros = jax.device_put(np.zeros((b,), np.int32))
+    seed = np.zeros((b,), np.uint32) if seeds is None else np.asarray(seeds).astype(np.uint32)
     return DecodeState(
-        tokens=jnp.zeros((b, s), jnp.int32),
+        tokens=jax.device_put(np.zeros((b, s), np.int32)),
         cursor=zeros,
         start=zeros,
         cache=init_cache(model_config, b, s),
-        seed=seed,
+        seed=jax.device_put(seed),
         attempt=zeros,
         finish=zeros,
         generated=zeros,
