@@ -15,7 +15,8 @@ Inputs, both read from what is installed or in the repository:
 The text is one string, an item per line: no normalisation lets a match cross a newline and a
 newline ends a word, so each line is judged as it would be alone. Each automaton rule's matcher
 DFA is walked over the bytes once; a detection is charged to the line it falls in (a whole word
-is detected on the newline after it, which belongs to its line). Per word-list rule, the rule is
+is detected on the newline after it, which belongs to its line). A staged rule (a composed
+automaton, :func:`shield.automata.compiler.is_staged`) walks each line on its own. Per word-list rule, the rule is
 also compiled with no normalisation and with each of its normalisations alone (case and
 whole-word matching kept): "added by" a normalisation is what it flags beyond the plain rule.
 A plain rule's flags are the list's own words (``damn``, ``crap``, ``god``): the list's choice,
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import shield
 import specs
+from shield.automata.compiler import CompiledRule
 from shield.automata.dfa import DFA
 from shield.classifiers import score
 from shield.policy import BacktrackPolicy
@@ -85,10 +87,22 @@ def detections(dfa: DFA, data: bytes) -> list[int]:
     return out
 
 
-def flagged(dfa: DFA, corpus: Corpus) -> set[int]:
-    """Indices of the items with a detection."""
+def flagged(rule: CompiledRule, corpus: Corpus) -> set[int]:
+    """Indices of the items with a detection.
+
+    A staged rule (a composed forbid automaton, violations absorbing) walks each item on its
+    own, END after it: the same verdict as the item alone on its line.
+    """
+    if rule.composed is not None:
+        composed = rule.composed
+        return {
+            i
+            for i, item in enumerate(corpus.items)
+            if composed.violating(composed.walk(composed.initial, item.encode(), final=True))
+        }
+    assert rule.matcher is not None  # a compiled rule holds one of the two forms
     starts = corpus.starts()
-    return {bisect.bisect_right(starts, i) - 1 for i in detections(dfa, corpus.data)}
+    return {bisect.bisect_right(starts, i) - 1 for i in detections(rule.matcher, corpus.data)}
 
 
 def corpora() -> list[Corpus]:
@@ -129,9 +143,9 @@ def _variants(rule: WordsRule) -> list[tuple[str, WordsRule]]:
     return out
 
 
-def _compile_one(rule: WordsRule) -> DFA:
+def _compile_one(rule: WordsRule) -> CompiledRule:
     guard = shield.compile(_Spec("fp", (rule,)))  # type: ignore[arg-type]
-    return guard.compiled[0].matcher
+    return guard.compiled[0]
 
 
 def _rate(n: int, total: int) -> str:
@@ -160,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         guard = shield.compile(specs.load_library(name))
         for compiled in guard.compiled:
             for corpus in texts:
-                hits = flagged(compiled.matcher, corpus)
+                hits = flagged(compiled, corpus)
                 shown = {corpus.items[i] for i in hits}
                 total = len(corpus.items)
                 print(

@@ -16,7 +16,13 @@ what the compiler determinises) through the detection languages of :mod:`shield.
 - max length N: N + 1 bytes.
 
 What a grammar cannot hold is reported, never dropped: classifier rules (a model scores text on
-the host), and any rule whose pattern needs more than a stated export bound.
+the host), and any rule whose pattern needs more than a stated export bound. A word rule that is
+carried only in part is carried *and* reported (reason starting with :data:`PARTLY`): its exempt
+words (:mod:`shield.automata.exemptions`; the grammar forbids them, stricter than the shield),
+and for a staged rule (:func:`shield.automata.compiler.is_staged`) its invisible characters,
+which the shield drops and the grammar reads as characters (a word or a repeat across one, such
+as ``fu\u200buuck``, is forbidden by the shield and not by the grammar; ``x\u200bfuck`` the
+other way round).
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shield.automata.compiler import _pattern_ast, _word_chars
+from shield.automata.compiler import _pattern_ast, _word_chars, is_staged
+from shield.automata.exemptions import repeat_exemptions
 from shield.automata.limits import DEFAULT_LIMITS, CompileLimits
 from shield.automata.syntax import PREV_BEGIN, PREV_OTHER, PREV_WORD, Node
 from shield.export import terms
@@ -45,7 +52,10 @@ from shield.rules import (
     rule_kind,
 )
 
-__all__ = ["LarkExport", "NotCarried", "export_lark"]
+__all__ = ["PARTLY", "LarkExport", "NotCarried", "export_lark"]
+
+#: How the reason of a rule carried only in part begins (the rule is in ``carried`` too).
+PARTLY = "carried only in part: "
 
 _CLASSIFIER_REASON = (
     "a classifier rule is scored by a model on the host at scope boundaries; a grammar cannot"
@@ -55,7 +65,8 @@ _CLASSIFIER_REASON = (
 
 @dataclass(frozen=True)
 class NotCarried:
-    """A rule the grammar does not enforce, and why.
+    """A rule the grammar does not enforce, or enforces only in part (reason starting with
+    :data:`PARTLY`; the rule is then carried too), and why.
 
     Attributes:
         rule_id: the rule's id.
@@ -146,6 +157,10 @@ def export_lark(shield: Shield, *, limits: CompileLimits = DEFAULT_LIMITS) -> La
             carried.append((rule.id, exporter.violating(rule)))
         except NotExpressible as error:
             skipped.append(NotCarried(rule.id, kind, str(error)))
+            continue
+        partly = _partly(rule)
+        if partly:
+            skipped.append(NotCarried(rule.id, kind, PARTLY + "; ".join(partly)))
     named = [*terms.NAMED]
     for bounds in exporter.bounds.values():
         named.extend(bounds.named())
@@ -177,13 +192,49 @@ def _grammar(
         roots.append((f"RULE_{index}", bad))
         header.append(f"// rule {rule_id}: carried as RULE_{index} (its violating texts){note}")
     for item in skipped:
-        header.append(f"// rule {item.rule_id}: NOT carried ({item.kind}): {item.reason}")
+        if item.reason.startswith(PARTLY):
+            header.append(f"// rule {item.rule_id}: {item.reason}")
+        else:
+            header.append(f"// rule {item.rule_id}: NOT carried ({item.kind}): {item.reason}")
     # Intersected with valid UTF-8: llguidance's EOS check is only exact on such lexemes (its
     # mask allows EOS after a violating text when the lexeme can match malformed UTF-8).
     safe = terms.both(terms.negate(terms.alt(term for _, term in roots)), terms.UTF8)
     assert safe is not None  # neither part is the empty language
     lines = terms.render([*roots, ("SAFE", safe)], named=named)
     return "\n".join([*header, "start: SAFE", *lines, ""])
+
+
+def _partly(rule: Rule) -> list[str]:
+    """What the grammar of a carried rule does not carry (see the module docstring)."""
+    if isinstance(rule, AfterRule):
+        parts: tuple[Pattern, ...] = (rule.trigger, rule.forbid)
+    elif isinstance(rule, AtMostRule):
+        parts = (rule.pattern,)
+    elif isinstance(rule, WordsRule | LiteralRule):
+        parts = (rule,)
+    else:
+        return []
+    out = []
+    exempt: set[str] = set()
+    for part in parts:
+        if isinstance(part, WordsRule | LiteralRule):
+            words = (part.literal,) if isinstance(part, LiteralRule) else part.words
+            exempt |= repeat_exemptions(tuple(dict.fromkeys(words)), part.match)
+    if exempt:
+        shown = ", ".join(sorted(exempt)[:3])
+        out.append(
+            f"its {len(exempt)} exempt words ({shown}, ...) are forbidden by the grammar (the"
+            " shield allows them: a doubled letter of a dictionary word is not a repeat)"
+        )
+    if is_staged(rule):  # type: ignore[arg-type]
+        names = sorted(rule.match.normalize & {"zero_width", "diacritics"})  # type: ignore[union-attr]
+        if names:
+            out.append(
+                f"the shield drops invisible characters ({', '.join(names)}) before matching, the"
+                " grammar reads them as characters: a word or a repeat across one (fu\u200buuck)"
+                " is not forbidden by the grammar, and one inside a word (x\u200bfuck) is"
+            )
+    return out
 
 
 class _Exporter:

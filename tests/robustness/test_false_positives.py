@@ -50,11 +50,22 @@ def _flags(guard: shield.Shield, words: tuple[str, ...]) -> set[tuple[str, str]]
     starts = [0]
     for word in words[:-1]:
         starts.append(starts[-1] + len(word.encode("utf-8")) + 1)
-    return {
-        (rule.rule_id, words[bisect.bisect_right(starts, i) - 1])
-        for rule in guard.compiled
-        for i in _detections(rule.matcher, data)
-    }
+    flags = set()
+    for rule in guard.compiled:
+        if rule.composed is not None:  # staged: each word walked alone (END after it)
+            composed = rule.composed
+            flags |= {
+                (rule.rule_id, word)
+                for word in words
+                if composed.violating(composed.walk(composed.initial, word.encode(), final=True))
+            }
+            continue
+        assert rule.matcher is not None  # a compiled rule holds one of the two forms
+        flags |= {
+            (rule.rule_id, words[bisect.bisect_right(starts, i) - 1])
+            for i in _detections(rule.matcher, data)
+        }
+    return flags
 
 
 def _allowed() -> set[tuple[str, str]]:
