@@ -8,6 +8,13 @@ the K-quant mixes do. On the CPU each part's product runs in the native kernel
 elsewhere in XLA's dequantise-then-dot, which accelerators fuse. Either way the weights are the
 ones ``gguf.quants.dequantize`` gives, bit for bit.
 
+``activations`` chooses what the CPU kernel multiplies them with (:data:`ACTIVATIONS`):
+``"float32"``, the activations as they are (the product is exact up to float32 summation), or
+``"int8"``, the activations quantised per block of 32 to 8 bits and the block products done in
+integers, llama.cpp's scheme for these formats (``decoders/kernels/gguf_q8_matmul.cc``; Q4_0, Q4_1
+and Q8_0 parts, the K-quant parts keep the float32 kernel). Accelerators always take the
+dequantise-then-dot path with float activations.
+
 The same rows serve as an embedding table: row ``t``, decoded, is token ``t``'s vector.
 
 Example:
@@ -17,18 +24,37 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TypeVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from decoders.gguf_formats import FORMATS, dequantize_rows
-from decoders.native import GGUF_MATMUL_TARGET, require_kernel
+from decoders.native import GGUF_MATMUL_TARGET, GGUF_Q8_MATMUL_TARGET, require_kernel
 from decoders.pytree import pytree_dataclass, static_field
 from shield.errors import DecoderError
 
-__all__ = ["BlockLinear", "dense_rows", "embed_block_rows", "project_blocks"]
+__all__ = [
+    "ACTIVATIONS",
+    "INT8_ACTIVATION_FORMATS",
+    "BlockLinear",
+    "dense_rows",
+    "embed_block_rows",
+    "project_blocks",
+    "with_activations",
+]
 
 Array = jax.Array
+Tree = TypeVar("Tree")
+
+#: What the CPU kernel multiplies the blocks with: the float32 activations themselves (exact
+#: weights, float products) or the activations quantised to 8 bits per block of 32 (integer
+#: block products, as llama.cpp does).
+ACTIVATIONS: tuple[str, ...] = ("int8", "float32")
+#: The formats with an 8-bit-activation kernel; other formats keep the float32 kernel.
+INT8_ACTIVATION_FORMATS: tuple[str, ...] = ("Q4_0", "Q4_1", "Q8_0")
 
 
 @pytree_dataclass
@@ -36,14 +62,21 @@ class BlockLinear:
     """A linear map ``[in, out]`` stored as GGUF block rows ``[out, in]``, in parts along ``out``.
 
     ``parts[p]`` is ``uint8 [rows_p, row_bytes_p]`` in format ``formats[p]``; the outputs are the
-    parts' outputs concatenated in order.
+    parts' outputs concatenated in order. ``activations`` is one of :data:`ACTIVATIONS` (what the
+    CPU kernel multiplies the blocks with).
     """
 
     parts: tuple[Array, ...]
     formats: tuple[str, ...] = static_field()
     in_features: int = static_field()
+    activations: str = static_field(default="float32")
 
     def __post_init__(self) -> None:
+        if self.activations not in ACTIVATIONS:
+            raise DecoderError(
+                f"BlockLinear: activations must be one of {ACTIVATIONS}, received "
+                f"{self.activations!r}."
+            )
         if not self.parts or len(self.parts) != len(self.formats):
             raise DecoderError(
                 f"BlockLinear: expected one format per part, received {len(self.parts)} parts "
@@ -87,22 +120,24 @@ def _portable(x: Array, blocks: Array, name: str) -> Array:
     return jnp.einsum("mi,oi->mo", x, rows, preferred_element_type=jnp.float32)
 
 
-def _native(x: Array, blocks: Array, name: str) -> Array:
+def _native(x: Array, blocks: Array, name: str, target: str) -> Array:
     call = jax.ffi.ffi_call(
-        GGUF_MATMUL_TARGET, jax.ShapeDtypeStruct((x.shape[0], blocks.shape[0]), jnp.float32)
+        target, jax.ShapeDtypeStruct((x.shape[0], blocks.shape[0]), jnp.float32)
     )
     out: Array = call(x, blocks, format=np.int32(FORMATS[name].ggml_type))
     return out
 
 
-def _part_product(rows: Array, blocks: Array, name: str) -> Array:
+def _part_product(rows: Array, blocks: Array, name: str, activations: str) -> Array:
     if rows.dtype != jnp.float32:
         return _portable(rows, blocks, name)
     require_kernel()
+    quantised = activations == "int8" and name in INT8_ACTIVATION_FORMATS
+    target = GGUF_Q8_MATMUL_TARGET if quantised else GGUF_MATMUL_TARGET
     return jax.lax.platform_dependent(
         rows,
         blocks,
-        cpu=lambda x, b: _native(x, b, name),
+        cpu=lambda x, b: _native(x, b, name, target),
         default=lambda x, b: _portable(x, b, name),
     )
 
@@ -111,7 +146,8 @@ def project_blocks(x: Array, weight: BlockLinear) -> Array:
     """``x @ w`` for block weights.
 
     Args:
-        x: activations ``[..., in]``; float32 takes the native kernel on a CPU, other dtypes the
+        x: activations ``[..., in]``; float32 takes the native kernel on a CPU (quantising them
+            per block of 32 when ``weight.activations`` is ``"int8"``), other dtypes the
             dequantise-then-dot path.
         weight: the block map.
 
@@ -130,7 +166,7 @@ def project_blocks(x: Array, weight: BlockLinear) -> Array:
     lead = x.shape[:-1]
     rows = x.reshape(-1, x.shape[-1])
     outs = [
-        _part_product(rows, part, name)
+        _part_product(rows, part, name, weight.activations)
         for part, name in zip(weight.parts, weight.formats, strict=True)
     ]
     out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
@@ -149,3 +185,34 @@ def embed_block_rows(table: BlockLinear, tokens: Array, dtype: jnp.dtype) -> Arr
             "parts."
         )
     return dequantize_rows(table.parts[0][tokens], table.formats[0]).astype(dtype)
+
+
+def with_activations(tree: Tree, activations: str) -> Tree:
+    """``tree`` (a model's parameters, or any pytree) with every :class:`BlockLinear` switched to
+    ``activations``; the blocks themselves are shared, not copied.
+
+    Args:
+        tree: a pytree holding block maps.
+        activations: one of :data:`ACTIVATIONS`.
+
+    Returns:
+        The same tree, its block maps multiplying with ``activations``.
+
+    Raises:
+        DecoderError: ``activations`` is not one of :data:`ACTIVATIONS`.
+
+    Example:
+        >>> params = with_activations(model.params, "float32")  # doctest: +SKIP
+    """
+    if activations not in ACTIVATIONS:
+        raise DecoderError(
+            f"with_activations: activations must be one of {ACTIVATIONS}, received {activations!r}."
+        )
+
+    def switch(node: object) -> object:
+        if isinstance(node, BlockLinear):
+            return dataclasses.replace(node, activations=activations)
+        return node
+
+    switched: Tree = jax.tree.map(switch, tree, is_leaf=lambda node: isinstance(node, BlockLinear))
+    return switched

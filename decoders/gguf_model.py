@@ -30,7 +30,7 @@ import numpy as np
 
 from decoders.gguf_file import GGUFFile, GGUFTensor
 from decoders.gguf_formats import FORMATS
-from decoders.gguf_linear import BlockLinear
+from decoders.gguf_linear import ACTIVATIONS, BlockLinear, with_activations
 from decoders.model import LayerParams, Params
 from decoders.paths import cache_root
 from decoders.sources import (
@@ -40,10 +40,13 @@ from decoders.sources import (
     open_gguf_checked,
     unpermute_qk,
 )
-from shield.errors import ModelLoadError
+from shield.errors import DecoderError, ModelLoadError
 
-__all__ = ["VECTOR_TYPES", "read_gguf_blocks"]
+__all__ = ["DEFAULT_ACTIVATIONS", "VECTOR_TYPES", "read_gguf_blocks"]
 
+#: What ``weights="gguf"`` multiplies the blocks with unless told (one of
+#: :data:`decoders.gguf_linear.ACTIVATIONS`).
+DEFAULT_ACTIVATIONS = "int8"
 #: Tensor types read as float values (norms): widened exactly to float32.
 VECTOR_TYPES: tuple[str, ...] = ("F32", "F16")
 
@@ -127,13 +130,17 @@ def _cached_tokenizer(gguf_file: GGUFFile) -> tuple[str, str | None]:
     return tokenizer_json, template
 
 
-def read_gguf_blocks(path: Path, *, dtype: str | None = None) -> tuple[Converted, Params]:
+def read_gguf_blocks(
+    path: Path, *, dtype: str | None = None, activations: str = DEFAULT_ACTIVATIONS
+) -> tuple[Converted, Params]:
     """The configuration, tokenizer and block parameters of a llama-architecture GGUF file.
 
     Args:
         path: the ``.gguf`` file.
         dtype: the activations' dtype, ``"float32"`` (default; the native kernel's) or
             ``"bfloat16"`` (the dequantise-then-dot path).
+        activations: what the CPU kernel multiplies float32 activations with, one of
+            :data:`~decoders.gguf_linear.ACTIVATIONS` (see :mod:`decoders.gguf_linear`).
 
     Returns:
         ``(converted, params)``: ``converted.named`` is empty (the weights are in ``params``).
@@ -141,7 +148,13 @@ def read_gguf_blocks(path: Path, *, dtype: str | None = None) -> tuple[Converted
     Raises:
         ModelLoadError: the file is missing or unreadable, not a llama model, a tensor is missing,
             misshapen or of an unsupported type (named with its type).
+        DecoderError: ``activations`` is not one of the known values.
     """
+    if activations not in ACTIVATIONS:
+        raise DecoderError(
+            f"load_model: activations must be one of {ACTIVATIONS} with weights='gguf', "
+            f"received {activations!r}."
+        )
     gguf_file = open_gguf_checked(path)
     config = dataclasses.replace(gguf_config(gguf_file), dtype=dtype or "float32")
     c = config
@@ -183,4 +196,4 @@ def read_gguf_blocks(path: Path, *, dtype: str | None = None) -> tuple[Converted
     converted = Converted(
         config=config, named={}, tokenizer_json=tokenizer_json, chat_template=template
     )
-    return converted, params
+    return converted, with_activations(params, activations)

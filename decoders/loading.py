@@ -23,7 +23,7 @@ from pathlib import Path
 from jax.sharding import Mesh
 
 from decoders.config import DTYPES, ModelConfig
-from decoders.gguf_model import read_gguf_blocks
+from decoders.gguf_model import DEFAULT_ACTIVATIONS, read_gguf_blocks
 from decoders.model import Params
 from decoders.native import require_kernel
 from decoders.paths import BUNDLED_NAMES, bundled_model_path, cache_root
@@ -112,6 +112,7 @@ def load_model(
     weights: str = "dense",
     use_cache: bool = True,
     mesh: Mesh | None = None,
+    activations: str | None = None,
 ) -> tuple[Model, Tokenizer]:
     """Load a model and its tokenizer.
 
@@ -132,6 +133,11 @@ def load_model(
             :func:`cache_root`); Hugging Face directories are never cached.
         mesh: place the weights on this mesh, each with its sharding
             (:func:`decoders.sharding.make_mesh`); None places them on the default device.
+        activations: with ``weights="gguf"``, what the CPU kernel multiplies the blocks with:
+            ``"int8"`` (the activations quantised per block of 32, integer block products, as
+            llama.cpp does) or ``"float32"`` (exact: the weights are ``gguf.quants.dequantize``'s
+            and the products float32); None means
+            :data:`decoders.gguf_model.DEFAULT_ACTIVATIONS`. Refused with other weights.
 
     Returns:
         ``(model, tokenizer)``.
@@ -156,6 +162,11 @@ def load_model(
         raise DecoderError(
             f"load_model: dtype must be one of {DTYPES} or None, received {dtype!r}."
         )
+    if activations is not None and weights != "gguf":
+        raise DecoderError(
+            f"load_model: activations={activations!r} applies to weights='gguf' only, received "
+            f"weights={weights!r}; leave activations unset."
+        )
     path = _resolve(name_or_path)
     if weights == "gguf":  # the file's own blocks, memory-mapped; no conversion cache
         if mesh is not None or path.is_dir() or path.suffix.lower() != ".gguf":
@@ -164,7 +175,9 @@ def load_model(
                 f"{' with a mesh' if mesh is not None else ''}; use weights='dense' or 'int8'."
             )
         require_kernel()
-        converted, params = read_gguf_blocks(path, dtype=dtype)
+        converted, params = read_gguf_blocks(
+            path, dtype=dtype, activations=activations or DEFAULT_ACTIVATIONS
+        )
         config = converted.config
     else:
         converted = read_hf_directory(path) if path.is_dir() else _read_gguf_cached(path, use_cache)

@@ -3,8 +3,10 @@
 XLA's CPU backend lowers ``x @ w.astype(float32)`` by writing the float32 weights to memory
 before the dot, so quantised weights end up slower than float32 ones. The kernels in
 ``decoders/kernels/`` convert each weight row in registers instead: ``int8_matmul.cc`` for int8
-rows, ``gguf_matmul.cc`` for the GGUF block formats as the file stores them. Both are XLA FFI
-handlers in one library, called from jitted code through :func:`jax.ffi.ffi_call` like any other
+rows, ``gguf_matmul.cc`` for the GGUF block formats as the file stores them (float32
+activations, exact), ``gguf_q8_matmul.cc`` for the same blocks against activations quantised to
+8 bits per block of 32 (integer block products, llama.cpp's scheme). All are XLA FFI handlers in
+one library, called from jitted code through :func:`jax.ffi.ffi_call` like any other
 operation.
 
 The shared library is compiled on first use for the machine it runs on (``-march=native``) and
@@ -43,6 +45,7 @@ from shield.errors import DecoderError
 __all__ = [
     "CUSTOM_CALL_TARGETS",
     "GGUF_MATMUL_TARGET",
+    "GGUF_Q8_MATMUL_TARGET",
     "INT8_MATMUL_TARGET",
     "KERNEL_DIRECTORY",
     "KERNEL_SOURCES",
@@ -59,13 +62,20 @@ KERNEL_DIRECTORY = Path(__file__).parent / "kernels"
 KERNEL_SOURCES: tuple[Path, ...] = (
     KERNEL_DIRECTORY / "int8_matmul.cc",
     KERNEL_DIRECTORY / "gguf_matmul.cc",
+    KERNEL_DIRECTORY / "gguf_q8_matmul.cc",
 )
 #: Name under which the int8 matmul is registered with XLA (CPU platform).
 INT8_MATMUL_TARGET = "shield_int8_matmul"
 #: Name under which the GGUF block matmul is registered with XLA (CPU platform).
 GGUF_MATMUL_TARGET = "shield_gguf_matmul"
+#: Name of the GGUF block matmul with activations quantised to 8 bits per block (CPU platform).
+GGUF_Q8_MATMUL_TARGET = "shield_gguf_q8_matmul"
 #: Exported symbol of each target.
-_SYMBOLS = {INT8_MATMUL_TARGET: "ShieldInt8Matmul", GGUF_MATMUL_TARGET: "ShieldGgufMatmul"}
+_SYMBOLS = {
+    INT8_MATMUL_TARGET: "ShieldInt8Matmul",
+    GGUF_MATMUL_TARGET: "ShieldGgufMatmul",
+    GGUF_Q8_MATMUL_TARGET: "ShieldGgufQ8Matmul",
+}
 #: Every custom-call target the library registers (``jax.export`` must be told to allow them:
 #: ``export.DisabledSafetyCheck.custom_call(target)``; they are rebuilt per machine, so an export
 #: holding them is valid only where this library is registered).

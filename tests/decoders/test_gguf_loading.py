@@ -8,12 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import gguf
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from decoders.gguf_file import open_gguf
 from decoders.gguf_linear import BlockLinear, dense_rows
+from decoders.gguf_model import DEFAULT_ACTIVATIONS
 from decoders.loading import Model, load_model
 from decoders.model import forward, init_cache, logits
 from decoders.quantize import weight_format
@@ -108,7 +110,7 @@ def block_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def both(block_file: Path) -> tuple[Model, Model]:
-    blocks, _ = load_model(block_file, weights="gguf")
+    blocks, _ = load_model(block_file, weights="gguf", activations="float32")  # the exact path
     dense, _ = load_model(block_file, weights="dense", use_cache=False)
     return blocks, dense
 
@@ -159,6 +161,34 @@ def test_block_logits_equal_dense_logits_within_float32_rounding(
     scale = np.abs(expected).max()
     assert scale > 1.0  # the scenario: real signal, not all zeros
     np.testing.assert_allclose(got, expected, atol=1e-4 * scale, rtol=0)
+
+
+def test_the_default_quantises_activations_and_stays_near_the_exact_logits(
+    block_file: Path, both: tuple[Model, Model]
+) -> None:
+    """Every block map takes DEFAULT_ACTIVATIONS; the tiny model's logits move by the 8-bit
+    rounding of its activations (here under 2% of the logits' scale), no more."""
+    quantised, _ = load_model(block_file, weights="gguf")
+    maps = [
+        leaf for leaf in jax.tree.leaves(quantised.params, is_leaf=_is_block) if _is_block(leaf)
+    ]
+    assert len(maps) == 2 + LAYERS * 4 and {m.activations for m in maps} == {DEFAULT_ACTIVATIONS}
+    tokens = jnp.asarray([[5, 77, 200, 3]], jnp.int32)
+    positions = jnp.arange(4, dtype=jnp.int32)[None]
+
+    def run(model: Model) -> np.ndarray:
+        cache = init_cache(model.config, 1, 8)
+        hidden, _ = forward(model.params, model.config, cache, tokens, positions, 8)
+        return np.asarray(logits(model.params, model.config, hidden))
+
+    got, exact = run(quantised), run(both[0])
+    scale = np.abs(exact).max()
+    assert DEFAULT_ACTIVATIONS == "int8" and not np.array_equal(got, exact)  # it quantised
+    np.testing.assert_allclose(got, exact, atol=2e-2 * scale, rtol=0)
+
+
+def _is_block(node: object) -> bool:
+    return isinstance(node, BlockLinear)
 
 
 def test_an_unsupported_type_is_refused_by_tensor_and_type(tmp_path: Path) -> None:
