@@ -6,7 +6,10 @@ llama-cpp-python built by ``python -m bench.llama_cpp_env`` (its scratch environ
 
 The order is the issue's protocol: the machine's read bandwidth, llama.cpp, ours with ``dense``,
 ``int8`` and ``gguf`` weights (each in its own process, from an empty model cache whose native
-kernels were compiled beforehand), llama.cpp again, the bandwidth again. Every side decodes the
+kernels were compiled beforehand), llama.cpp again, the bandwidth again. The ``gguf`` process
+measures both of its activation paths (``activations="float32"``, exact, and ``"int8"``, the
+default), interleaved: every repeat of every workload runs one path, then the other, so a change
+in the machine's load hits both alike. Every side decodes the
 prompt of :mod:`bench.bench_decoder` greedily (batch 1, 128 new tokens; batch 8, 64 new tokens
 each), prefills a long prompt (about 500 tokens) and loads the model (first load, then warm).
 Throughputs are medians of ``--repeats`` runs after a warm-up (our compilation is excluded).
@@ -37,6 +40,8 @@ from bench.llama_cpp_env import DEFAULT_VENV, is_built, venv_python
 ROOT = Path(__file__).resolve().parent.parent
 LONG_PROMPT = PROMPT * 10  # about 500 tokens: the prefill workload
 WEIGHTS = ("dense", "int8", "gguf")
+#: The gguf side's activation paths (decoders.gguf_linear.ACTIVATIONS), measured interleaved.
+GGUF_ACTIVATIONS = ("float32", "int8")
 B1_NEW, B8_NEW = 128, 64
 BANDWIDTH_MB = 256  # large against the caches (a few MB), small against the machine's memory
 SIDE_TIMEOUT_S = 1800
@@ -134,7 +139,8 @@ def llama_side(label: str, model: Path, repeats: int, quick: bool, threads: str)
     return dataclasses.replace(side, numbers={**side.numbers, "weight_mb": gguf_megabytes(model)})
 
 
-def _subprocess_side(label: str, command: list[str], env: Mapping[str, str]) -> Side:
+def _subprocess_sides(label: str, command: list[str], env: Mapping[str, str]) -> list[Side]:
+    """The sides a ``--side`` process printed: one, or several under ``{"sides": {label: ...}}``."""
     done = subprocess.run(
         command,
         cwd=ROOT,
@@ -146,10 +152,18 @@ def _subprocess_side(label: str, command: list[str], env: Mapping[str, str]) -> 
     )
     if done.returncode != 0:
         raise SystemExit(f"bench side {label} failed:\n{done.stderr[-3000:]}")
-    numbers = json.loads(done.stdout.strip().splitlines()[-1])
-    if "unavailable" in numbers:
-        return Side(label, None, str(numbers["unavailable"]))
-    return Side(label, numbers)
+    printed = json.loads(done.stdout.strip().splitlines()[-1])
+    named = printed.get("sides", {label: printed})
+    return [
+        Side(name, None, str(numbers["unavailable"]))
+        if "unavailable" in numbers
+        else Side(name, numbers)
+        for name, numbers in named.items()
+    ]
+
+
+def _subprocess_side(label: str, command: list[str], env: Mapping[str, str]) -> Side:
+    return _subprocess_sides(label, command, env)[0]
 
 
 def ours(weights: str, repeats: int, quick: bool) -> dict[str, float | str]:
@@ -186,6 +200,63 @@ def ours(weights: str, repeats: int, quick: bool) -> dict[str, float | str]:
         len(tok.encode(PROMPT)),
         len(tok.encode(LONG_PROMPT)),
     )
+    return out
+
+
+def ours_gguf(repeats: int, quick: bool) -> dict[str, dict[str, float | str]]:
+    """``weights="gguf"`` with each of :data:`GGUF_ACTIVATIONS`, interleaved repeat by repeat.
+
+    Returns:
+        ``{"gguf <activations>": numbers}``, each like :func:`ours`'s.
+    """
+    import decoders
+
+    labels = {act: f"gguf {act} act." for act in GGUF_ACTIVATIONS}
+    out: dict[str, dict[str, float | str]] = {labels[act]: {} for act in GGUF_ACTIVATIONS}
+    try:
+        began = time.perf_counter()
+        decoders.load_model(weights="gguf")
+        cold = time.perf_counter() - began
+    except Exception as error:  # reported, not fatal to the other sides
+        return {
+            label: {"unavailable": f"load_model(weights='gguf') failed: {error}"} for label in out
+        }
+    loads: dict[str, list[float]] = {act: [] for act in GGUF_ACTIVATIONS}
+    models = {}
+    for _ in range(repeats):
+        for act in GGUF_ACTIVATIONS:
+            began = time.perf_counter()
+            models[act], tok = decoders.load_model(weights="gguf", activations=act)
+            loads[act].append(time.perf_counter() - began)
+    for act in GGUF_ACTIVATIONS:
+        model = models[act]
+        models[act] = dataclasses.replace(
+            model, config=dataclasses.replace(model.config, eos_token_ids=())
+        )  # always run to the limit
+        out[labels[act]].update(
+            load_cold_s=cold,
+            load_warm_s=statistics.median(loads[act]),
+            weight_mb=weight_megabytes(model),
+            prompt_tokens=len(tok.encode(PROMPT)),
+            long_prompt_tokens=len(tok.encode(LONG_PROMPT)),
+        )
+    b1, b8 = (32, 16) if quick else (B1_NEW, B8_NEW)
+    workloads = {
+        "b1_tok_s": lambda m: decode_rate(
+            m, tok, batch=1, new=b1, slots=256, temperature=0.0, repeats=1
+        ),
+        "b8_tok_s": lambda m: decode_rate(
+            m, tok, batch=8, new=b8, slots=256, temperature=0.0, repeats=1
+        ),
+        "prefill_tok_s": lambda m: prefill_rate(m, tok, prompt=LONG_PROMPT, slots=1024, repeats=1),
+    }
+    for key, measure in workloads.items():
+        rates: dict[str, list[float]] = {act: [] for act in GGUF_ACTIVATIONS}
+        for _ in range(repeats):  # each call warms up once, then times one run
+            for act in GGUF_ACTIVATIONS:
+                rates[act].append(measure(models[act]))
+        for act in GGUF_ACTIVATIONS:
+            out[labels[act]][key] = statistics.median(rates[act])
     return out
 
 
@@ -355,6 +426,9 @@ def main() -> None:
         warm_kernels()
         print(json.dumps({}))
         return
+    if args.side == "gguf":
+        print(json.dumps({"sides": ours_gguf(args.repeats, args.quick)}))
+        return
     if args.side:
         print(json.dumps(ours(args.side, args.repeats, args.quick)))
         return
@@ -370,7 +444,7 @@ def main() -> None:
         command += ["--quick"] if args.quick else []
         _subprocess_side("kernels", [*command, "--side", "kernels"], env)
         for weights in WEIGHTS:
-            sides.append(_subprocess_side(weights, [*command, "--side", weights], env))
+            sides += _subprocess_sides(weights, [*command, "--side", weights], env)
     llama_after = llama_side("llama.cpp", model, args.repeats, args.quick, args.llama_threads)
     run = Run(
         bandwidth_gbps=(bandwidth_before, memory_bandwidth_gbps(args.repeats)),
