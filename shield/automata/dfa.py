@@ -160,7 +160,8 @@ def crawl(
         what: a description of the automaton for error messages.
         extra_roots: further keys to include (with everything reachable from them) even when
             they are unreachable from ``initial``.
-        max_seconds: optional wall-clock budget; exceeding it raises :class:`CompileError`.
+        max_seconds: optional budget of this thread's CPU seconds; exceeding it raises
+            :class:`CompileError`.
 
     Returns:
         The DFA (initial state 0) and its keys, indexed by state id.
@@ -168,7 +169,7 @@ def crawl(
     Raises:
         CompileError: more than ``max_states`` states are reachable, or the time budget ran out.
     """
-    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    deadline = None if max_seconds is None else time.thread_time() + max_seconds
     n_classes = int(np.max(classes)) + 1
     index: dict[K, int] = {initial: 0}
     keys: list[K] = [initial]
@@ -179,7 +180,7 @@ def crawl(
     rows: list[list[int]] = []
     # Invariant: rows[i] is the complete row of keys[i] for i < len(rows); keys beyond are queued.
     while len(rows) < len(keys):
-        if deadline is not None and len(rows) % 256 == 0 and time.monotonic() > deadline:
+        if deadline is not None and len(rows) % 256 == 0 and time.thread_time() > deadline:
             raise CompileError(
                 f"{what}: building the automaton took more than max_rule_seconds={max_seconds:g} "
                 f"(at {len(keys)} states); simplify the pattern or raise "

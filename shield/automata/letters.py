@@ -250,7 +250,7 @@ def letter_matcher(
         whole_word: matches must be whole words.
         max_states: fuel for the subset construction.
         max_cells: the letter table (states × atoms) may not hold more entries.
-        max_seconds: wall-clock budget of the construction.
+        max_seconds: budget of the construction in CPU seconds of this thread.
         what: names the rule in error messages.
         word_chars: non-ASCII code points that count as word characters (whole words).
         leet: apply leetspeak's capital-digit rule (:mod:`shield.automata.leet_units`).
@@ -329,6 +329,15 @@ class _Crawl:
         n = atoms.n_atoms
         self.other_atoms = [a for a in range(n) if atoms.kinds[a] == KIND_OTHER]
         self.base: dict[int, list[int]] = {}
+        # Items after the last letter of a word that is not leet digits only (a match of leet
+        # digits only is a number, not a word: 455, 8008): context and phase in the low digits.
+        final = model.final
+        self.final_items = frozenset(
+            (node * 3 + _L) * 3 + context
+            for node in range(len(final))
+            if final[node]
+            for context in (_FREE, _CAPS)
+        )
 
     def id(self, key: tuple) -> int:
         found = self.index.get(key)
@@ -351,9 +360,8 @@ class _Crawl:
         return found
 
     def has_final(self, items: frozenset[int]) -> bool:
-        final = self.model.final
         # A match of leet digits only is a number, not a word (455, 8008).
-        return any(final[i // 9] for i in items if i >= 0 and i // 3 % 3 == _L and i % 3 != _NUMBER)
+        return not items.isdisjoint(self.final_items)
 
     def pending(self, items: frozenset[int]) -> bool:
         """A whole word waits for its confirming character, and the text word is not exempt."""
@@ -381,6 +389,8 @@ class _Crawl:
         return ("S", frozenset(new), new_prev)
 
     def row(self, key: tuple) -> list[int]:
+        """The successors of ``key`` on every atom (:meth:`step`, inlined for the crawl's speed:
+        the same keys, without a set copy and three calls per touched atom)."""
         n = self.atoms.n_atoms
         if key[0] in ("E", "ED"):
             return [self.id(("E",))] * n
@@ -394,31 +404,52 @@ class _Crawl:
         # One pass over the items' moves gathers every atom's successors (an atom no item moves
         # on keeps the base row, unless a pending whole word is detected on it).
         moved: dict[int, set[int]] = {}
+        cache, model = self.moves, self.model
         for item in items:
-            for atom, targets in self.item_moves(item).items():
+            item_moves = cache.get(item)
+            if item_moves is None:
+                item_moves = cache[item] = model.moves(item)
+            for atom, targets in item_moves.items():
                 found = moved.get(atom)
                 if found is None:
                     moved[atom] = set(targets)
                 else:
                     found.update(targets)
         finals = self.whole_word and self.pending(items)
-        touched: set[int] = set(moved)
         if finals:
-            touched.update(self.other_atoms)
-            touched.add(self.atoms.end)
-        none: set[int] = set()
-        for atom in touched:
-            row[atom] = self.id(self.step(moved.get(atom, none), prev, atom, finals))
+            for atom in self.other_atoms:
+                moved.setdefault(atom, set())
+            moved.setdefault(self.atoms.end, set())
+        kinds, index = self.atoms.kinds, self.index
+        root = self.root_moves() if prev == 0 or not self.whole_word else {}
+        prune = bool(model.exempt_final)
+        for atom, new in moved.items():
+            kind = kinds[atom]
+            if kind == KIND_END or (finals and kind == KIND_OTHER) or not self.whole_word:
+                row[atom] = self.id(self.step(new, prev, atom, finals))
+                continue
+            extra = root.get(atom)
+            if extra:
+                new.update(extra)
+            if prune and new and max(new) < 0:
+                new = set()  # see step(): exempt items with no list item left are dead weight
+            next_key = ("S", frozenset(new), 1 if kind == KIND_WORD else 0)
+            found = index.get(next_key)
+            row[atom] = found if found is not None else self.id(next_key)
         return row
 
+    def root_moves(self) -> dict[int, list[int]]:
+        """The moves of the root item (a match may start here)."""
+        return self.item_moves(0)
+
     def run(self, max_seconds: float) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
-        deadline = time.monotonic() + max_seconds
+        deadline = time.thread_time() + max_seconds
         begin = self.id(("S", frozenset(), 0))
         word = self.id(("S", frozenset(), 1 if self.whole_word else 0))
         rows: list[list[int]] = []
         # Invariant: rows[i] is the complete row of keys[i]; keys beyond len(rows) are queued.
         while len(rows) < len(self.keys):
-            if len(rows) % 256 == 0 and time.monotonic() > deadline:
+            if len(rows) % 256 == 0 and time.thread_time() > deadline:
                 raise CompileError(
                     f"{self.what}: the word automaton took more than max_rule_seconds="
                     f"{max_seconds:g} (at {len(self.keys)} letter states); use fewer words or "

@@ -20,8 +20,10 @@ class CompileLimits:
         max_table_cells: entries of one letter-level word table (states × letter classes);
             bounds the memory of word lists over large alphabets.
         max_count: largest ``count`` of an at-most rule.
-        max_rule_seconds: wall-clock budget of one rule's subset construction; a rule that
-            needs longer fails with a ``CompileError`` instead of stalling.
+        max_rule_seconds: budget of one rule's subset construction in CPU seconds of the
+            compiling thread (``time.thread_time``: the work done, not the time a loaded
+            machine makes it wait); a rule that needs more fails with a ``CompileError``
+            instead of stalling.
 
     Raises:
         ValueError: a limit is not a positive integer.

@@ -2,7 +2,7 @@
 
 Each round gives every state the signature (its block, the blocks of its successors per class)
 and splits blocks by signature. Signatures are hashed to one uint64 per state for speed; the
-resulting partition is verified exactly (every member of a block has its representative's
+final partition is verified exactly (every member of a block has its representative's
 signature) and recomputed exactly on the (astronomically unlikely) collision, so the result is
 always the true coarsest stable partition.
 """
@@ -18,19 +18,53 @@ __all__ = ["coarsest_partition", "minimize", "minimize_with_map"]
 _SEED = 0x5EED
 
 
-def _split(signature: np.ndarray, multipliers: np.ndarray) -> np.ndarray:
-    """Block ids (0..m-1) of rows of ``signature`` [n, w]; equal rows share a block."""
-    hashed = (signature.astype(np.uint64) * multipliers[None, :]).sum(axis=1, dtype=np.uint64)
-    _, first, inverse = np.unique(hashed, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    if not np.array_equal(signature, signature[first[inverse]]):  # hash collision: go exact
-        _, inverse = np.unique(signature, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-    return inverse.astype(np.int64)
+def _hash_split(block: np.ndarray, columns: np.ndarray, multipliers: np.ndarray) -> np.ndarray:
+    """Block ids (0..m-1) of the hashed signatures (block, blocks of the successors per column).
+
+    The hash is accumulated one column at a time: no ``[n, k]`` temporary (the tables of large
+    word lists have 100k+ states and 100+ columns).
+    """
+    hashed = block.astype(np.uint64) * multipliers[0]
+    for j in range(columns.shape[0]):
+        hashed += block[columns[j]].astype(np.uint64) * multipliers[j + 1]
+    _, inverse = np.unique(hashed, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64)
+
+
+def _stable(block: np.ndarray, table: np.ndarray, labels: np.ndarray) -> bool:
+    """Whether ``block`` respects ``labels`` and every state has its representative's signature."""
+    count = int(block.max()) + 1
+    rep = np.zeros(count, dtype=np.int64)
+    rep[block[::-1]] = np.arange(block.size)[::-1]
+    same = rep[block]
+    return bool(
+        np.array_equal(labels, labels[same]) and np.array_equal(block[table], block[table[same]])
+    )
+
+
+def _exact(table: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Moore's refinement with exact signatures (the fallback after a hash collision)."""
+    _, block = np.unique(labels, return_inverse=True)
+    block = block.reshape(-1).astype(np.int64)
+    count = int(block.max()) + 1
+    for _ in range(table.shape[0] + 1):  # fuel: each productive round adds a block
+        signature = np.concatenate([block[:, None], block[table]], axis=1)
+        _, new_block = np.unique(signature, axis=0, return_inverse=True)
+        block = new_block.reshape(-1).astype(np.int64)
+        new_count = int(block.max()) + 1
+        if new_count == count:
+            break
+        count = new_count
+    return block
 
 
 def coarsest_partition(table: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The coarsest partition of states that respects ``labels`` and is stable under ``table``.
+
+    Rounds split by hashed signatures; a collision can only merge states, never split
+    equivalent ones, so the result is checked once, exactly, for stability (a stable partition
+    that respects the labels and is no finer than the true one is the true one), and recomputed
+    with exact signatures if the check fails.
 
     Args:
         table: int [n_states, n_symbols] transitions (any symbol alphabet).
@@ -41,18 +75,22 @@ def coarsest_partition(table: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """
     n, k = table.shape
     table = table.astype(np.int64)
+    labels = np.asarray(labels, np.int64)
+    columns = np.ascontiguousarray(table.T)
     rng = np.random.default_rng(_SEED)
     multipliers = rng.integers(1, 2**63, size=k + 1, dtype=np.uint64) | np.uint64(1)
-    block = _split(np.asarray(labels, np.int64)[:, None], multipliers[:1])
+    _, block = np.unique(labels, return_inverse=True)
+    block = block.reshape(-1).astype(np.int64)
     count = int(block.max()) + 1
     for _ in range(n + 1):  # fuel: each productive round adds a block, so at most n rounds
-        signature = np.concatenate([block[:, None], block[table]], axis=1)  # [n, k+1]
-        new_block = _split(signature, multipliers)
+        new_block = _hash_split(block, columns, multipliers)
         new_count = int(new_block.max()) + 1
         block = new_block
         if new_count == count:
             break
         count = new_count
+    if not _stable(block, table, labels):  # a hash collision merged states: go exact
+        block = _exact(table, labels)
     return block
 
 
