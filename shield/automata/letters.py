@@ -434,8 +434,8 @@ class _Crawl:
             if prune and new and max(new) < 0:
                 new = set()  # see step(): exempt items with no list item left are dead weight
             next_key = ("S", frozenset(new), 1 if kind == KIND_WORD else 0)
-            found = index.get(next_key)
-            row[atom] = found if found is not None else self.id(next_key)
+            known = index.get(next_key)
+            row[atom] = known if known is not None else self.id(next_key)
         return row
 
     def root_moves(self) -> dict[int, list[int]]:
