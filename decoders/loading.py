@@ -37,7 +37,7 @@ from shield.errors import DecoderError, ModelLoadError
 __all__ = ["Model", "load_model"]
 
 #: Bumped whenever the cached format or the conversion changes.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -89,6 +89,7 @@ def _read_gguf_cached(path: Path, use_cache: bool) -> Converted:
                 named=named,
                 tokenizer_json=tokenizer_json,
                 chat_template=meta.get("chat_template"),
+                adoptable=True,
             )
         except ModelLoadError:
             pass  # rebuilt below
@@ -186,7 +187,11 @@ def load_model(
         if weights == "int8":
             require_kernel()
         params = params_from_named(
-            config, converted.named, path, int8=weights == "int8", put=placer(mesh)
+            config,
+            converted.named,
+            path,
+            int8=weights == "int8",
+            put=placer(mesh, adopt=converted.adoptable),
         )
     tokenizer = Tokenizer(
         converted.tokenizer_json,

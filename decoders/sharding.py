@@ -37,6 +37,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from decoders.mapped_npz import ALIGNMENT
 from decoders.model import KVCache
 from decoders.state import DecodeState
 from shield.errors import DecoderError
@@ -221,7 +222,7 @@ def _owned_host_copy(array: Any) -> Any:
     return copy
 
 
-def placer(mesh: Mesh | None) -> Callable[[Any, Any], jax.Array]:
+def placer(mesh: Mesh | None, *, adopt: bool = False) -> Callable[[Any, Any], jax.Array]:
     """A ``put(field_path, array)`` that places one host array on the mesh with its sharding.
 
     The array is cut on the host and each device receives only its own shard
@@ -231,6 +232,10 @@ def placer(mesh: Mesh | None) -> Callable[[Any, Any], jax.Array]:
 
     Args:
         mesh: the mesh; None places arrays on the default device.
+        adopt: without a mesh, hand arrays that are already C-contiguous and aligned to the
+            device as they are (a CPU device aliases them: no copy). Only for maps of files
+            that are replaced, never rewritten in place (the converted-model cache); a user's
+            checkpoint is always copied, so that the weights stay valid if the file changes.
 
     Returns:
         The placement function; ``field_path`` is a dotted string or a key path, and its last
@@ -239,7 +244,10 @@ def placer(mesh: Mesh | None) -> Callable[[Any, Any], jax.Array]:
 
     def put(field_path: Any, array: Any) -> jax.Array:
         if mesh is None:
-            return jax.device_put(_owned_host_copy(array))
+            host = np.asarray(array)
+            if adopt and host.flags.c_contiguous and host.ctypes.data % ALIGNMENT == 0:
+                return jax.device_put(host)
+            return jax.device_put(_owned_host_copy(host))
         rows = isinstance(field_path, str) and field_path.split(".")[-1] in ("q", "scale", "offset")
         name = _field_name(field_path)
         host = np.asarray(array)

@@ -75,6 +75,9 @@ class Converted:
     chat_template: str | None
     chat: ChatSettings | None = None
     checkpoint_dtype: str | None = None
+    #: ``named`` maps the converted-model cache, whose files are replaced and never rewritten in
+    #: place, so a device may alias its pages (:func:`decoders.sharding.placer`'s ``adopt``).
+    adoptable: bool = False
 
 
 def unpermute_qk(weight: np.ndarray, heads: int) -> np.ndarray:

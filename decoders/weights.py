@@ -7,8 +7,13 @@ that turns them into :class:`Params`: it reads the tensor names of the configura
 (:data:`decoders.families.TENSOR_NAMES`) and the shapes of :func:`decoders.model.layer_shapes`,
 converts each tensor on its own to the configuration's dtype (bfloat16 stays bfloat16; never a
 float32 copy of the whole model), fuses q/k/v and gate/up on the host one layer at a time, and
-hands each finished array to a placement callable (a device, or a mesh with its sharding). The
-cache stores the named arrays as one ``.npz``.
+hands each finished array to a placement callable (a device, or a mesh with its sharding).
+
+The converted-model cache stores the arrays already in the device layout (fused, ``[in, out]``),
+each 64-byte aligned in one uncompressed ``.npz`` (:func:`decoders.mapped_npz.save_aligned_npz`):
+read back as views of one read-only mapping, a CPU device adopts them without a copy.
+:func:`read_cache` also returns the checkpoint tensors as views of them, so the int8 and mesh
+paths read the same entry.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +35,7 @@ import numpy as np
 from decoders.config import ModelConfig
 from decoders.families import TENSOR_NAMES
 from decoders.linear import QuantizedLinear, quantize_rows
-from decoders.mapped_npz import map_npz
+from decoders.mapped_npz import map_npz, save_aligned_npz
 from decoders.model import LayerParams, Params, layer_shapes
 from shield.errors import ModelLoadError
 
@@ -48,8 +53,9 @@ __all__ = [
 Put = Callable[[str, np.ndarray], jax.Array]
 
 #: Version of the stored configuration; entries of another version are rebuilt (version 1 had no
-#: family fields, so a Mistral entry of it would silently drop its sliding window).
-_CONFIG_FORMAT = 2
+#: family fields, so a Mistral entry of it would silently drop its sliding window; version 2 stored
+#: the checkpoint layout, which cost a transposing copy of every projection at each load).
+_CONFIG_FORMAT = 3
 _EMBED, _NORM, _HEAD = "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"
 _NUMPY_DTYPES: dict[str, Any] = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}
 
@@ -148,9 +154,14 @@ def params_from_named(
     def build_layer(layer: int) -> LayerParams:
         fields: dict[str, Any] = {}
         for field, tensors in _layer_tensors(config, layer).items():
-            parts = [np.asarray(named[name]) for name, _ in tensors]
-            joined = parts[0] if len(parts) == 1 else np.concatenate(parts)  # fused on the host
             path = f"layers.{layer}.{field}"
+            # Already fused and [in, out] when the converted-model cache stored it so.
+            stored = named[path] if path in named else None
+            if stored is not None:
+                joined = stored.T if stored.ndim == 2 else stored  # a view: `.T` again is stored
+            else:
+                parts = [np.asarray(named[name]) for name, _ in tensors]
+                joined = parts[0] if len(parts) == 1 else np.concatenate(parts)  # fused on the host
             fields[field] = (
                 linear(path, joined) if joined.ndim == 2 else place(path, converted(joined))
             )
@@ -166,6 +177,46 @@ def params_from_named(
         final_norm=place("final_norm", converted(named[_NORM])),
         lm_head=None if config.tie_embeddings else linear("lm_head", np.asarray(named[_HEAD])),
     )
+
+
+def _device_layout(
+    config: ModelConfig, named: Mapping[str, np.ndarray]
+) -> Iterator[tuple[str, np.ndarray]]:
+    """The arrays of :func:`params_from_named`'s dense path, by field path, one at a time.
+
+    Fused fields are concatenated and projections transposed to ``[in, out]``, C-contiguous, in
+    the arrays' own dtype; the embedding stays ``[V, H]``.
+    """
+    yield "embed", np.asarray(named[_EMBED])
+    yield "final_norm", np.asarray(named[_NORM])
+    if not config.tie_embeddings:
+        yield "lm_head", np.ascontiguousarray(np.asarray(named[_HEAD]).T)
+    for layer in range(config.num_layers):
+        for field, tensors in _layer_tensors(config, layer).items():
+            parts = [np.asarray(named[name]) for name, _ in tensors]
+            joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            yield (
+                f"layers.{layer}.{field}",
+                np.ascontiguousarray(joined.T if joined.ndim == 2 else joined),
+            )
+
+
+def _checkpoint_views(
+    config: ModelConfig, stored: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The checkpoint tensors (names and ``[out, in]`` layouts) as views of device-layout arrays."""
+    named = {_EMBED: stored["embed"], _NORM: stored["final_norm"]}
+    if not config.tie_embeddings:
+        named[_HEAD] = stored["lm_head"].T
+    for layer in range(config.num_layers):
+        for field, tensors in _layer_tensors(config, layer).items():
+            fused = stored[f"layers.{layer}.{field}"]
+            rows = fused.T if fused.ndim == 2 else fused  # [out, in] or [out]
+            start = 0
+            for name, shape in tensors:
+                named[name] = rows[start : start + shape[0]]
+                start += shape[0]
+    return named
 
 
 def named_from_params(config: ModelConfig, params: Params) -> dict[str, np.ndarray]:
@@ -213,16 +264,16 @@ def write_cache(
     Args:
         directory: the cache entry to create (replaced if it exists).
         config: the model configuration (stored as JSON).
-        named: float32 arrays by Hugging Face name (stored uncompressed for fast reads).
+        named: float32 arrays by Hugging Face name (stored in the device layout, aligned and
+            uncompressed, so that a load maps them without a copy).
         tokenizer_json: the ``tokenizers`` JSON of the tokenizer.
         extra: other JSON-ready metadata (e.g. the chat template).
     """
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory.parent))
     try:
-        arrays: dict[str, Any] = {k: np.asarray(v) for k, v in named.items()}
-        save: Any = np.savez  # numpy's stub types **kwargs as bool
-        save(staging / "weights.npz", **arrays)
+        _check(config, named, "write_cache")
+        save_aligned_npz(staging / "weights.npz", dict(_device_layout(config, named)))
         (staging / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
         meta = {"config": config.to_dict(), "config_format": _CONFIG_FORMAT, **extra}
         (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
@@ -238,7 +289,9 @@ def read_cache(directory: Path) -> tuple[ModelConfig, dict[str, np.ndarray], str
     """Read an entry written by :func:`write_cache`.
 
     Returns:
-        ``(config, named_arrays, tokenizer_json, meta)``.
+        ``(config, named_arrays, tokenizer_json, meta)``: the arrays under their field paths in
+        the device layout (what :func:`params_from_named` takes as is) and under their checkpoint
+        names (views of the same pages).
 
     Raises:
         ModelLoadError: the entry is missing or unreadable (callers rebuild it).
@@ -246,10 +299,12 @@ def read_cache(directory: Path) -> tuple[ModelConfig, dict[str, np.ndarray], str
     try:
         meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
         tokenizer_json = (directory / "tokenizer.json").read_text(encoding="utf-8")
-        named = map_npz(directory / "weights.npz")  # read-only views; put makes the one copy
+        stored = map_npz(directory / "weights.npz")  # read-only views of one mapping
         if meta.get("config_format") != _CONFIG_FORMAT:
             raise KeyError(f"config_format {meta.get('config_format')!r} != {_CONFIG_FORMAT}")
         config = ModelConfig.from_dict(meta["config"])
+        named = {**stored, **_checkpoint_views(config, stored)}
+        _check(config, named, directory)
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
         raise ModelLoadError(
             f"{directory}: the converted-model cache entry is unreadable ({error}); delete it to "

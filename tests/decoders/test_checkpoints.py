@@ -87,7 +87,8 @@ def test_load_keeps_the_checkpoint_dtype_and_never_makes_a_float32_copy(
     monkeypatch.setenv("SHIELD_CACHE_DIR", str(tmp_path / "cache"))
     placed: list[tuple[str, Any]] = []
 
-    def recording(mesh: Any) -> Any:
+    def recording(mesh: Any, *, adopt: bool = False) -> Any:
+        assert not adopt  # a user's checkpoint is never aliased: the file may change under it
         put = placer(mesh)
 
         def record(path: str, array: Any) -> Any:

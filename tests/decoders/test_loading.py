@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+import decoders.weights
 from decoders.loading import Model, load_model
 from decoders.quantize import quantize_params, weight_format
 from decoders.sources import unpermute_qk
@@ -140,8 +141,29 @@ def test_cache_makes_the_second_load_read_the_entry(
     first, _ = load_model(path)
     entries = list((tmp_path / "cache" / "models").iterdir())
     assert len(entries) == 1 and (entries[0] / "weights.npz").is_file()
+    mapped: list[dict[str, np.ndarray]] = []
+    real_map = decoders.weights.map_npz
+    monkeypatch.setattr(
+        decoders.weights, "map_npz", lambda p: mapped.append(real_map(p)) or mapped[-1]
+    )
     second, _ = load_model(path)
-    np.testing.assert_array_equal(first.params.layers[1].wqkv, second.params.layers[1].wqkv)
+    assert len(mapped) == 1  # the scenario: the second load read the entry
+    for one, other in zip(
+        jax.tree.leaves(first.params), jax.tree.leaves(second.params), strict=True
+    ):
+        np.testing.assert_array_equal(one, other)
+    # Stored in the device layout and aligned, the entry's pages are the device's arrays: no copy.
+    stored = mapped[0]["layers.1.wqkv"]
+    assert second.params.layers[1].wqkv.unsafe_buffer_pointer() == stored.ctypes.data
+    assert second.params.embed.unsafe_buffer_pointer() == mapped[0]["embed"].ctypes.data
+    int8_cached, _ = load_model(path, weights="int8")  # the checkpoint views of the same entry
+    int8_fresh, _ = load_model(path, weights="int8", use_cache=False)
+    for one, other in zip(
+        jax.tree.leaves(int8_cached.params), jax.tree.leaves(int8_fresh.params), strict=True
+    ):
+        np.testing.assert_array_equal(one, other)
+    del second, stored, int8_cached  # nothing may map the file we damage below
+    mapped.clear()
     (entries[0] / "weights.npz").write_bytes(b"corrupt")  # a broken entry is rebuilt
     third, _ = load_model(path)
     np.testing.assert_array_equal(first.params.embed, third.params.embed)
