@@ -1,7 +1,7 @@
 // y[m, n] ~ sum_k x[m, k] * w[n, k] with w stored as GGUF blocks (Q4_0, Q4_1, Q8_0) and x
 // quantised to 8 bits per block of 32, the block products done in integers (llama.cpp's scheme).
 //
-// The scheme, which the numpy reference in tests/decoders/test_gguf_q8.py restates:
+// The scheme, which tests/decoders/q8_reference.py restates in numpy:
 //   activations, per row and block b of 32:  a = max |x|,  d = a / 127,  e = d ? 1 / d : 0,
 //     q[t] = rint(x[t] * e) (round half to even; |q| <= 127),  s = d * float(sum q);
 //   weights, per block: the integers q_w and the float16 scale dw (and offset mw) of the file;
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "gguf_blocks.h"
+#include "gguf_q8_activations.h"
 #include "workers.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -36,58 +37,6 @@ using namespace shield_kernels;
 
 constexpr int64_t kRowsPerChunk = 32;  // unit of work handed to a thread (2 cores: fine split)
 constexpr int64_t kBatchPerTile = 8;   // activation rows sharing one transposed block
-
-// Activation rows quantised per block of 32 (the scheme above).
-struct Quantised {
-  std::vector<int8_t> q;     // [M, K]
-  std::vector<float> d;      // [M, K / 32]
-  std::vector<float> s;      // [M, K / 32]: d * float(sum q)
-  std::vector<int32_t> sum;  // [M, K / 32]: sum q
-};
-
-void quantise(const float* x, int64_t m, int64_t k, Quantised& out) {
-  const int64_t blocks = k / kGroup;
-  out.q.resize(m * k);
-  out.d.resize(m * blocks);
-  out.s.resize(m * blocks);
-  out.sum.resize(m * blocks);
-  for (int64_t b = 0; b < m * blocks; ++b) {
-    const float* xb = x + b * kGroup;
-    int8_t* qb = out.q.data() + b * kGroup;
-#if defined(__AVX512F__)
-    {
-      // The same operations 16 lanes at a time: the maximum is exact in any order, the
-      // conversion rounds half to even (the default rounding mode), as lrintf does.
-      const __m512 lo = _mm512_loadu_ps(xb), hi = _mm512_loadu_ps(xb + 16);
-      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
-      const float d = amax / 127.0f;
-      const __m512 e = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
-      const __m512i qlo = _mm512_cvtps_epi32(_mm512_mul_ps(lo, e));
-      const __m512i qhi = _mm512_cvtps_epi32(_mm512_mul_ps(hi, e));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(qb), _mm512_cvtepi32_epi8(qlo));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(qb + 16), _mm512_cvtepi32_epi8(qhi));
-      const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
-      out.d[b] = d;
-      out.sum[b] = sum;
-      out.s[b] = d * static_cast<float>(sum);
-      continue;
-    }
-#endif
-    float amax = 0.0f;
-    for (int64_t t = 0; t < kGroup; ++t) amax = std::max(amax, std::fabs(xb[t]));
-    const float d = amax / 127.0f;
-    const float e = d != 0.0f ? 1.0f / d : 0.0f;
-    int32_t sum = 0;
-    for (int64_t t = 0; t < kGroup; ++t) {
-      // lrintf rounds half to even in the default rounding mode, as numpy's rint does.
-      qb[t] = static_cast<int8_t>(std::lrintf(xb[t] * e));
-      sum += qb[t];
-    }
-    out.d[b] = d;
-    out.sum[b] = sum;
-    out.s[b] = d * static_cast<float>(sum);
-  }
-}
 
 // The next tile's rows (contiguous bytes), requested a few cache lines per block while this
 // tile computes: sixteen short rows read side by side are more streams than the hardware
@@ -109,16 +58,16 @@ struct Problem {
   int64_t m, n, k, row_bytes;
 };
 
-// Where a format's quants start in a block, and whether they are nibbles (16 bytes, low
-// nibbles weights 0..15, high 16..31) or signed bytes (32). The scales come from F::scalar's
-// decoding (gguf_blocks.h), so the float16 fields are read exactly as the float path reads them.
+// Where a format's quants start in a block: after the float16 scale (and Q4_1's float16
+// offset). They are nibbles (F::kNibbles: 16 bytes, low nibbles weights 0..15, high 16..31) or
+// signed bytes (Q8_0: 32).
 template <class F>
 constexpr int64_t quant_offset() {
   return F::kId == Q4_1::kId ? 4 : 2;
 }
 
-// The block term's integer correction: Q4_0 stores q + 8, the vector paths multiply unsigned
-// bytes, so they subtract 8 * sum q (and, for Q8_0 with VNNI, 128 * sum q for q_w + 128).
+// A block's float term from its exact integer sum (the scheme above; the vector paths write the
+// same operations lane-wise).
 template <class F>
 inline float term(float dw, float mw, float d, float s, int32_t isum) {
   float c = (dw * d) * static_cast<float>(isum);
@@ -200,6 +149,8 @@ inline IVec dot4_signed(IVec acc, IVec w, IVec x) {
 #endif
 }
 
+// The integer correction of the vector paths, which multiply unsigned weight bytes: Q4_0 stores
+// q + 8, so they subtract 8 * sum q; with VNNI, Q8_0's signed bytes enter as q_w + 128.
 template <class F>
 constexpr int32_t bias() {
   if constexpr (F::kId == Q4_0::kId) return 8;

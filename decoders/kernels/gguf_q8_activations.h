@@ -1,0 +1,67 @@
+// Activations quantised to 8 bits per block of 32, the first half of gguf_q8_matmul.cc's scheme:
+// per row and block, a = max |x|, d = a / 127, e = d ? 1 / d : 0, q[t] = rint(x[t] * e) (half to
+// even), s = d * float(sum q). Every operation is one float32 rounding, so the AVX-512 and the
+// scalar code give the same bits (tests/decoders/q8_reference.py restates it in numpy).
+
+#ifndef SHIELD_KERNELS_GGUF_Q8_ACTIVATIONS_H_
+#define SHIELD_KERNELS_GGUF_Q8_ACTIVATIONS_H_
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "gguf_blocks.h"
+
+namespace shield_kernels {
+
+// Activation rows quantised per block of 32.
+struct Quantised {
+  std::vector<int8_t> q;     // [M, K]
+  std::vector<float> d;      // [M, K / 32]
+  std::vector<float> s;      // [M, K / 32]: d * float(sum q)
+  std::vector<int32_t> sum;  // [M, K / 32]: sum q
+};
+
+inline void quantise(const float* x, int64_t m, int64_t k, Quantised& out) {
+  const int64_t blocks = k / kGroup;
+  out.q.resize(m * k);
+  out.d.resize(m * blocks);
+  out.s.resize(m * blocks);
+  out.sum.resize(m * blocks);
+  for (int64_t b = 0; b < m * blocks; ++b) {
+    const float* xb = x + b * kGroup;
+    int8_t* qb = out.q.data() + b * kGroup;
+#if defined(__AVX512F__)
+    // 16 lanes at a time, the same operations: the maximum is exact in any order, and the
+    // conversion rounds half to even (the default rounding mode), as lrintf does.
+    const __m512 lo = _mm512_loadu_ps(xb), hi = _mm512_loadu_ps(xb + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
+    const float d = amax / 127.0f;
+    const __m512 e = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+    const __m512i qlo = _mm512_cvtps_epi32(_mm512_mul_ps(lo, e));
+    const __m512i qhi = _mm512_cvtps_epi32(_mm512_mul_ps(hi, e));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qb), _mm512_cvtepi32_epi8(qlo));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qb + 16), _mm512_cvtepi32_epi8(qhi));
+    const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
+#else
+    float amax = 0.0f;
+    for (int64_t t = 0; t < kGroup; ++t) amax = std::max(amax, std::fabs(xb[t]));
+    const float d = amax / 127.0f;
+    const float e = d != 0.0f ? 1.0f / d : 0.0f;
+    int32_t sum = 0;
+    for (int64_t t = 0; t < kGroup; ++t) {
+      // lrintf rounds half to even in the default rounding mode, as numpy's rint does.
+      qb[t] = static_cast<int8_t>(std::lrintf(xb[t] * e));
+      sum += qb[t];
+    }
+#endif
+    out.d[b] = d;
+    out.sum[b] = sum;
+    out.s[b] = d * static_cast<float>(sum);
+  }
+}
+
+}  // namespace shield_kernels
+
+#endif  // SHIELD_KERNELS_GGUF_Q8_ACTIVATIONS_H_
