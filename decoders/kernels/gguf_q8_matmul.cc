@@ -35,7 +35,7 @@ namespace {
 
 using namespace shield_kernels;
 
-constexpr int64_t kRowsPerChunk = 32;  // unit of work handed to a thread (2 cores: fine split)
+constexpr int64_t kRowsPerChunk = 64;  // unit of work handed to a thread
 constexpr int64_t kBatchPerTile = 8;   // activation rows sharing one transposed block
 
 // The next tile's rows (contiguous bytes), requested a few cache lines per block while this
@@ -310,12 +310,12 @@ void chunk(const void* context, int64_t c) {
 #if defined(SHIELD_Q8_TILES)
   const int64_t blocks = p.k / kGroup;
   for (int64_t n = n0; n < n1; n += kLanes) {
-    // The next tile (within the problem, not only the chunk: the next chunk is likely this
-    // thread's or its neighbour's), requested during the first pass over the activations.
-    const int64_t next = std::min(n + kLanes, p.n);
+    // The chunk's next tile, requested during the first pass over the activations (the next
+    // chunk may go to another core: its rows would land in the wrong core's caches).
+    const int64_t next = std::min(n + kLanes, n1);
     Ahead ahead;
     ahead.start = reinterpret_cast<const char*>(p.w + next * p.row_bytes);
-    ahead.lines = ((std::min(next + kLanes, p.n) - next) * p.row_bytes + kCacheLine - 1) / kCacheLine;
+    ahead.lines = ((std::min(next + kLanes, n1) - next) * p.row_bytes + kCacheLine - 1) / kCacheLine;
     ahead.per_block = (ahead.lines + blocks - 1) / blocks;
     const Ahead none;
     for (int64_t m = 0; m < p.m; m += kBatchPerTile) {
