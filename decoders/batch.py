@@ -36,6 +36,12 @@ from shield.result import FinishReason, GenerationResult, GenerationStats
 __all__ = ["Prepared", "collect", "prepare", "prepare_run", "stop_cut"]
 
 _SLOT_QUANTUM = 64  # cache sizes are rounded up to this, so similar requests share compilations
+#: The prefill's token width is rounded up to a multiple of this, so prompts of nearby lengths
+#: share one compiled prefill (padding is never fed as a row's tokens: ``lengths`` cut it off).
+PROMPT_QUANTUM = 16
+#: Rows with identical tokens (the K samples of one prompt) are prefilled once and their cache
+#: copied; False prefills every row (tests compare the two).
+SHARE_PROMPTS = True
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -106,19 +112,20 @@ def prepare(
     batch = -(-len(prompts) // devices) * devices
     pad = batch - len(prompts)
     rows = [ids + forced for ids in prompt_ids] + [prompt_ids[0] + forced] * pad
-    lengths = np.array([len(r) for r in rows], np.int32)
-    tokens = np.zeros((batch, int(lengths.max())), np.int32)
-    for index, row in enumerate(rows):
-        tokens[index, : len(row)] = row
     decode_config = DecodeConfig(batch_size=batch, max_slots=slots)
-    state = _init_state(model.config, decode_config, np.array(seeds + seeds[:1] * pad, np.uint32))
-    params = model.params
-    if mesh is not None:
-        state, params = shard_state(state, mesh), shard_params(params, mesh)
-    window = attention_window(int(lengths.max()), slots)
-    state = _prefill(
-        params, model.config, state, jnp.asarray(tokens), jnp.asarray(lengths), window=window
-    )
+    row_seeds = np.array(seeds + seeds[:1] * pad, np.uint32)
+    if SHARE_PROMPTS and mesh is None and len(set(map(tuple, rows))) < batch:
+        state = _prefill_shared(model, rows, slots, row_seeds)
+    else:
+        state = _init_state(model.config, decode_config, row_seeds)
+        params = model.params
+        if mesh is not None:
+            state, params = shard_state(state, mesh), shard_params(params, mesh)
+        tokens, lengths = _padded(rows, slots)
+        window = attention_window(int(lengths.max()), slots)
+        state = _prefill(
+            params, model.config, state, jnp.asarray(tokens), jnp.asarray(lengths), window=window
+        )
     starts = jnp.asarray([len(ids) for ids in prompt_ids] + [len(prompt_ids[0])] * pad, jnp.int32)
     state = dataclasses.replace(state, start=starts)
     padding = jnp.arange(batch) >= len(prompts)  # [B]
@@ -132,6 +139,51 @@ def prepare(
         limit=limit,
         mesh=mesh,
     )
+
+
+def _padded(rows: Sequence[list[int]], slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` right-padded to a multiple of :data:`PROMPT_QUANTUM` (at most ``slots`` wide)."""
+    lengths = np.array([len(r) for r in rows], np.int32)  # [B]
+    width = min(-(-int(lengths.max()) // PROMPT_QUANTUM) * PROMPT_QUANTUM, slots)
+    tokens = np.zeros((len(rows), max(width, int(lengths.max()))), np.int32)  # [B, T]
+    for index, row in enumerate(rows):
+        tokens[index, : len(row)] = row
+    return tokens, lengths
+
+
+def _prefill_shared(
+    model: Model, rows: Sequence[list[int]], slots: int, seeds: np.ndarray
+) -> DecodeState:
+    """A prefilled state of ``rows`` that feeds identical rows once (no mesh).
+
+    The distinct rows are prefilled as a batch of their own; every row then takes its distinct
+    row's state (buffer, cursor, start, cache, counters) and keeps its own seed.
+
+    Args:
+        model: the model.
+        rows: each row's token ids; some rows are equal (the K samples of one prompt).
+        slots: the cache size.
+        seeds: ``[B]`` uint32, each row's sampling seed.
+
+    Returns:
+        The prefilled state of ``len(rows)`` rows.
+    """
+    distinct = list(dict.fromkeys(tuple(r) for r in rows))
+    tokens, lengths = _padded([list(r) for r in distinct], slots)
+    fed = _init_state(model.config, DecodeConfig(batch_size=len(distinct), max_slots=slots))
+    window = attention_window(int(lengths.max()), slots)
+    fed = _prefill(
+        model.params, model.config, fed, jnp.asarray(tokens), jnp.asarray(lengths), window=window
+    )
+    position = {row: index for index, row in enumerate(distinct)}
+    take = jnp.asarray([position[tuple(r)] for r in rows], jnp.int32)  # [B] -> distinct row
+    # Every field is gathered (a fresh buffer each: the decode loop donates the state).
+    fields: dict[str, Any] = {
+        f.name: getattr(fed, f.name)[take] for f in dataclasses.fields(fed) if f.name != "cache"
+    }
+    fields["cache"] = dataclasses.replace(fed.cache, k=fed.cache.k[:, take], v=fed.cache.v[:, take])
+    fields["seed"] = jax.device_put(seeds)
+    return dataclasses.replace(fed, **fields)
 
 
 def prepare_run(

@@ -1,10 +1,16 @@
 """Teacher-forced likelihood of continuations under the decoder's model.
 
 Each row is the prompt exactly as the decoder saw it (chat-rendered when the run uses ``--chat``)
-followed by the continuation's token ids; one :func:`decoders.model.forward` pass over the whole
-row gives the log-probability of every continuation token given everything before it. The sum of
-their negative log-likelihoods and their count are returned per row; perplexity is
-``exp(sum NLL / sum tokens)``, pooled by the report.
+followed by the continuation's token ids; the model gives the log-probability of every
+continuation token given everything before it. The sum of their negative log-likelihoods and
+their count are returned per row; perplexity is ``exp(sum NLL / sum tokens)``, pooled by the
+report.
+
+Rows that share a prompt share its computation: the prompt is fed once (one row), its KV cache is
+broadcast to the rows, and only the continuations are fed as a batch. The evaluation scores the
+K samples of a prompt together, so this feeds each prompt once instead of K times, and the
+continuations are padded to a multiple of :data:`CONTINUATION_QUANTUM` rather than the whole row
+to a multiple of 64.
 
 This module imports JAX; :mod:`shield.cli.evaluation.backend` imports it lazily, so importing
 :mod:`shield.cli.evaluation` never does.
@@ -22,39 +28,79 @@ import numpy as np
 
 from decoders.config import ModelConfig
 from decoders.loading import Model
-from decoders.model import Params, forward, init_cache, logits
+from decoders.model import KVCache, Params, forward, init_cache, logits
 from decoders.tokenizer import Tokenizer
 from shield.errors import BudgetError
 
-__all__ = ["continuation_nll", "prompt_ids"]
+__all__ = [
+    "CONTINUATION_QUANTUM",
+    "PROMPT_QUANTUM",
+    "ROW_QUANTUM",
+    "continuation_nll",
+    "prompt_ids",
+]
 
-_LENGTH_QUANTUM = 64  # rows are padded to a multiple of this, so batches share compilations
+#: Prompts are padded to a multiple of this (fed once per prompt, so padding is cheap and a few
+#: compilations serve every prompt length).
+PROMPT_QUANTUM = 16
+#: Continuations are padded to a multiple of this (fed once per row: padding costs every row).
+CONTINUATION_QUANTUM = 8
+#: Rows per pass are rounded up to a multiple of this (at most ``batch_size``), so a pass with a
+#: few fresh rows does not pay for a full batch and row counts share compilations.
+ROW_QUANTUM = 8
+#: Cache sizes are rounded up to a multiple of this.
+_SLOT_QUANTUM = 64
 
 
 @functools.partial(jax.jit, static_argnames=("config", "window"))
-def _row_nll(
-    params: Params, config: ModelConfig, tokens: jax.Array, scored: jax.Array, *, window: int
+def _shared_prompt_nll(
+    params: Params,
+    config: ModelConfig,
+    prompt: jax.Array,
+    prompt_length: jax.Array,
+    continuations: jax.Array,
+    lengths: jax.Array,
+    *,
+    window: int,
 ) -> jax.Array:
-    """Summed NLL of the scored tokens of each row.
+    """Summed NLL of each row's continuation after one shared prompt.
 
     Args:
         params: model weights.
         config: model shapes (static).
-        tokens: ``[B, T]`` int32, prompt then continuation, right-padded; ``T == window``.
-        scored: ``[B, T]`` bool, true at the continuation's tokens.
-        window: static cache size and attention window (``T``).
+        prompt: ``[1, P]`` int32, right-padded; its first ``prompt_length`` tokens are real.
+        prompt_length: ``[]`` int32, at least 1.
+        continuations: ``[B, C]`` int32, right-padded.
+        lengths: ``[B]`` int32, real tokens of each continuation.
+        window: static cache size and attention window, at least ``P`` and ``prompt_length + C``.
 
     Returns:
-        ``[B]`` float32: minus the summed log-probabilities of the scored tokens.
+        ``[B]`` float32: minus the summed log-probabilities of each continuation's real tokens.
     """
-    batch, length = tokens.shape
-    cache = init_cache(config, batch, window)
-    positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32)[None, :], (batch, length))
-    hidden, _ = forward(params, config, cache, tokens, positions, window)  # [B, T, H]
-    predicted = logits(params, config, hidden[:, :-1, :])  # [B, T-1, V]: position t predicts t+1
-    log_probs = jax.nn.log_softmax(predicted, axis=-1)  # [B, T-1, V]
-    picked = jnp.take_along_axis(log_probs, tokens[:, 1:, None], axis=-1)[..., 0]  # [B, T-1]
-    return -jnp.sum(jnp.where(scored[:, 1:], picked, jnp.float32(0.0)), axis=1)  # [B]
+    batch, width = continuations.shape
+    prompt_positions = jnp.arange(prompt.shape[1], dtype=jnp.int32)[None, :]  # [1, P]
+    hidden, cache = forward(
+        params, config, init_cache(config, 1, window), prompt, prompt_positions, window
+    )
+    last = jax.lax.dynamic_index_in_dim(hidden[0], prompt_length - 1, axis=0)  # [1, H]
+    # Slots past the prompt hold the padding's keys; the continuation overwrites them before any
+    # query can see them (attention is causal by position).
+    shared = KVCache(
+        k=jnp.broadcast_to(cache.k, (cache.k.shape[0], batch, *cache.k.shape[2:])),
+        v=jnp.broadcast_to(cache.v, (cache.v.shape[0], batch, *cache.v.shape[2:])),
+    )
+    offsets = jnp.arange(width, dtype=jnp.int32)[None, :]  # [1, C]
+    positions = jnp.broadcast_to(prompt_length + offsets, (batch, width))  # [B, C]
+    fed, _ = forward(params, config, shared, continuations, positions, window)  # [B, C, H]
+    # Token j of a continuation is predicted by the state before it: the prompt's last token for
+    # j = 0, continuation token j - 1 otherwise.
+    before = jnp.concatenate(
+        [jnp.broadcast_to(last[None], (batch, 1, last.shape[-1])), fed[:, :-1, :]], axis=1
+    )  # [B, C, H]
+    log_probs = jax.nn.log_softmax(logits(params, config, before), axis=-1)  # [B, C, V]
+    picked = jnp.take_along_axis(log_probs, continuations[:, :, None], axis=-1)[..., 0]  # [B, C]
+    real = offsets < lengths[:, None]  # [B, C]
+    return -jnp.sum(jnp.where(real, picked, jnp.float32(0.0)), axis=1)  # [B]
 
 
 def prompt_ids(tokenizer: Tokenizer, prompt: str, *, chat: bool) -> list[int]:
@@ -63,18 +109,33 @@ def prompt_ids(tokenizer: Tokenizer, prompt: str, *, chat: bool) -> list[int]:
     return tokenizer.encode(text)
 
 
-def _batch(
-    rows: Sequence[tuple[list[int], Sequence[int]]], size: int
-) -> tuple[np.ndarray, np.ndarray, int]:
-    longest = max(len(p) + len(c) for p, c in rows)
-    window = -(-longest // _LENGTH_QUANTUM) * _LENGTH_QUANTUM
-    tokens = np.zeros((size, window), np.int32)  # [B, T]
-    scored = np.zeros((size, window), bool)  # [B, T]
-    for row, (prompt, continuation) in enumerate(rows):
-        tokens[row, : len(prompt)] = prompt
-        tokens[row, len(prompt) : len(prompt) + len(continuation)] = continuation
-        scored[row, len(prompt) : len(prompt) + len(continuation)] = True
-    return tokens, scored, window
+def _round_up(value: int, quantum: int) -> int:
+    return -(-value // quantum) * quantum
+
+
+def _pass(
+    model: Model, prompt: Sequence[int], continuations: Sequence[Sequence[int]], rows: int
+) -> np.ndarray:
+    """One forward pass: ``continuations`` after ``prompt``, padded to ``rows`` rows."""
+    padded_prompt = np.zeros((1, _round_up(len(prompt), PROMPT_QUANTUM)), np.int32)  # [1, P]
+    padded_prompt[0, : len(prompt)] = prompt
+    width = _round_up(max(len(c) for c in continuations), CONTINUATION_QUANTUM)
+    tokens = np.zeros((rows, width), np.int32)  # [B, C]
+    lengths = np.zeros((rows,), np.int32)  # [B]
+    for row, continuation in enumerate(continuations):
+        tokens[row, : len(continuation)] = continuation
+        lengths[row] = len(continuation)
+    window = _round_up(max(padded_prompt.shape[1], len(prompt) + width), _SLOT_QUANTUM)
+    nll: Any = _shared_prompt_nll(
+        model.params,
+        model.config,
+        jnp.asarray(padded_prompt),
+        jnp.int32(len(prompt)),
+        jnp.asarray(tokens),
+        jnp.asarray(lengths),
+        window=window,
+    )
+    return np.asarray(jax.device_get(nll), np.float64)[: len(continuations)]  # [rows used]
 
 
 def continuation_nll(
@@ -91,10 +152,12 @@ def continuation_nll(
     Args:
         model: from :func:`decoders.load_model`.
         tokenizer: its tokenizer.
-        prompts: one prompt text per continuation.
+        prompts: one prompt text per continuation; rows with the same prompt are scored together
+            and feed it once.
         continuations: token ids of each continuation (the ``tokens`` of a result).
         chat: the prompts were rendered with the chat template when generating.
-        batch_size: rows per forward pass (batches are padded to it).
+        batch_size: at most this many rows per forward pass (a pass's rows are padded to a
+            multiple of :data:`ROW_QUANTUM`, at most ``batch_size``).
 
     Returns:
         ``(nll, tokens)`` per continuation; ``(0.0, 0)`` for an empty one.
@@ -117,14 +180,15 @@ def continuation_nll(
                 f"exceeds the model's context of {model.config.max_position} tokens"
             )
     results: list[tuple[float, int]] = [(0.0, 0)] * len(rows)
-    pending = [i for i, (_, continuation) in enumerate(rows) if continuation]
-    for start in range(0, len(pending), batch_size):
-        chosen = pending[start : start + batch_size]
-        tokens, scored, window = _batch([rows[i] for i in chosen], batch_size)
-        nll: Any = _row_nll(
-            model.params, model.config, jnp.asarray(tokens), jnp.asarray(scored), window=window
-        )
-        values = np.asarray(jax.device_get(nll), np.float64)  # [B]
-        for row, index in enumerate(chosen):
-            results[index] = (float(values[row]), len(rows[index][1]))
+    by_prompt: dict[tuple[int, ...], list[int]] = {}
+    for index, (prompt, continuation) in enumerate(rows):
+        if continuation:
+            by_prompt.setdefault(tuple(prompt), []).append(index)
+    for prompt_key, members in by_prompt.items():
+        for start in range(0, len(members), batch_size):
+            chosen = members[start : start + batch_size]
+            size = min(batch_size, _round_up(len(chosen), ROW_QUANTUM))
+            values = _pass(model, prompt_key, [rows[i][1] for i in chosen], size)
+            for index, value in zip(chosen, values, strict=True):
+                results[index] = (float(value), len(rows[index][1]))
     return results

@@ -3,6 +3,8 @@ per token through the KV cache), on a tiny random Llama with a tiny byte-level t
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,3 +71,38 @@ def test_too_long_for_the_context(tiny: tuple[Model, Tokenizer]) -> None:
     model, tokenizer = tiny
     with pytest.raises(BudgetError, match="exceeds the model's context of 96 tokens"):
         continuation_nll(model, tokenizer, ["the"], [[5] * 100])
+
+
+def test_rows_sharing_a_prompt_feed_it_once(
+    tiny: tuple[Model, Tokenizer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import decoders.likelihood as likelihood
+
+    model, tokenizer = tiny
+    passes: list[tuple[tuple[int, ...], int, int]] = []
+    original = likelihood._pass
+
+    def spy(model: Model, prompt: Any, continuations: Any, rows: int) -> Any:
+        passes.append((tuple(prompt), len(continuations), rows))
+        return original(model, prompt, continuations, rows)
+
+    monkeypatch.setattr(likelihood, "_pass", spy)
+    texts = (" the end", " ll", "", " a b c d", " or", " the", " x y z w v u t s r q p")
+    prompts = ["the cat", "or", "the cat", "the cat", "or", "the cat", "the cat"]
+    continuations = [tokenizer.encode(t, add_bos=False) for t in texts]
+    got = continuation_nll(model, tokenizer, prompts, continuations, batch_size=3)
+    cat, other = (
+        prompt_ids(tokenizer, "the cat", chat=False),
+        prompt_ids(tokenizer, "or", chat=False),
+    )
+    # The scenario: "the cat" (4 non-empty rows) in passes of 3 and 1, "or" in one pass of 2
+    # (rows padded to a multiple of ROW_QUANTUM, at most batch_size).
+    assert passes == [(tuple(cat), 3, 3), (tuple(cat), 1, 3), (tuple(other), 2, 3)]
+    assert got[2] == (0.0, 0)
+    for prompt, continuation, (nll, count) in zip(prompts, continuations, got, strict=True):
+        assert count == len(continuation)
+        if continuation:
+            expected = _incremental_nll(
+                model, prompt_ids(tokenizer, prompt, chat=False), continuation
+            )
+            assert nll == pytest.approx(expected, rel=1e-4, abs=1e-4)
