@@ -136,7 +136,7 @@ def main() -> None:
     t = time.perf_counter()
     lifted = guard.lift(tokens, special=special)
     lift_s = time.perf_counter() - t
-    sizes = ", ".join(f"{r.rule_id}={r.dfa.n_states}" for r in guard.compiled[:3])
+    sizes = ", ".join(f"{r.rule_id}={r.n_states}" for r in guard.compiled[:3])
     print(
         f"vocabulary {len(tokens)} tokens; {len(words)} words + {len(REGEXES)} regexes; states: {sizes}, ..."
     )

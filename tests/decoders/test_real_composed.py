@@ -1,6 +1,6 @@
 """A staged rule on the real SmolLM2 vocabulary: device walk = host walk = ``Shield.scan``.
 
-The rule of the library's 30 core profanities through all seven normalisations compiles to a
+A rule of the library's 30 core profanities through all seven normalisations compiles to a
 composed automaton (:func:`shield.automata.compiler.is_staged`). Lifted onto the bundled
 tokenizer, the JAX tables (:func:`decoders.shield_tables.device_tables`) must walk each token as
 the host's :class:`~shield.lifting.TokenShield` does, block the same tokens as its
@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import shield
-import specs
 from decoders import shield_tables as device
 from decoders.loading import Model
 from decoders.shield_tables import device_tables
@@ -23,6 +22,7 @@ from decoders.tokenizer import Tokenizer
 from shield.judge import Judge
 from shield.policy import BacktrackPolicy
 from shield.rules import NORMALIZATIONS, MatchOptions, WordsRule
+from tests.robustness.evasion_unicode import core_words
 from tests.shield.helpers import Spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real_model")]
@@ -47,7 +47,7 @@ violates = jax.jit(device.violates)
 @pytest.fixture(scope="module")
 def setup(real_model: tuple[Model, Tokenizer, float]) -> tuple[shield.Shield, Judge, object, int]:
     model, tokenizer, _ = real_model
-    words = specs.load_library("toxicity").rules[1].words  # type: ignore[union-attr]
+    words = core_words()  # the library's 30 core words (profanity_core.txt)
     match = MatchOptions(
         case_insensitive=True, whole_word=True, normalize=frozenset(NORMALIZATIONS)
     )

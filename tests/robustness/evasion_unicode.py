@@ -2,7 +2,7 @@
 
 ``evasion.py`` builds its obfuscations from the compiler's own tables, so its 100% recall shows only
 that the compiler implements those tables. This module builds obfuscations of the toxicity spec's
-core words (the ``profanity-obfuscated`` rule, ``specs/library/profanity_core.txt``) from two
+core words (``specs/library/profanity_core.txt``, part of the ``profanity`` rule) from two
 sources that the compiler does not read:
 
 - Unicode's confusables data (UTS #39 ``confusables.txt``) as the ``confusable-homoglyphs`` package
@@ -50,10 +50,14 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from confusable_homoglyphs import categories
 from confusable_homoglyphs.utils import load as load_package_data
+
+#: The core word list (a word file of the library toxicity spec; read as a word file is).
+CORE_FILE = Path(__file__).resolve().parents[2] / "specs" / "library" / "profanity_core.txt"
 
 __all__ = [
     "CLASSES",
@@ -309,11 +313,10 @@ def _style(glyph: Glyph) -> str:
 
 
 def core_words() -> tuple[str, ...]:
-    """The words of the library toxicity spec's ``profanity-obfuscated`` rule."""
-    import specs  # the spec's word list, not its normalisations
-
-    rule = next(r for r in specs.load_library("toxicity").rules if r.id == "profanity-obfuscated")
-    return tuple(rule.words)
+    """The 30 core words (``specs/library/profanity_core.txt``), part of the toxicity spec's
+    ``profanity`` rule."""
+    lines = (line.strip() for line in CORE_FILE.read_text("utf-8").splitlines())
+    return tuple(dict.fromkeys(w for w in lines if w and not w.startswith("#")))
 
 
 Forms = dict[str, tuple[Glyph, ...]]
