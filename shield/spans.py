@@ -38,7 +38,6 @@ from shield.automata.dfa import DFA
 from shield.automata.exemptions import repeat_exemptions
 from shield.automata.limits import DEFAULT_LIMITS
 from shield.automata.nfa import NFA
-from shield.automata.normaliser import visible_bytes
 from shield.rules import AfterRule, AtMostRule, LiteralRule, Pattern, WordsRule
 
 __all__ = ["leftmost_longest", "rule_spans"]
@@ -230,8 +229,9 @@ def rule_spans(rule: CompiledRule, data: bytes) -> list[tuple[int, int]]:
         return []  # the automaton decides whether the rule is violated at all
     assert rule.scanner is not None  # every rule but max_length has a pattern
     # A staged rule reads the text without its invisible characters: its spans are searched
-    # there and mapped back (invisible characters inside a match belong to it).
-    seen = visible_bytes(data, rule.invisible)
+    # there, folded (shield.automata.fold), and mapped back (invisible characters inside a
+    # match belong to it).
+    seen = rule.visible(data)
     spans = leftmost_longest(rule.scanner.nfa, seen.data, _counts_from(rule, data))
     exempt, fold = _exemptions(_violating_pattern(rule.rule))
     if exempt:

@@ -25,9 +25,10 @@ from shield.automata.composed import Composed
 from shield.automata.determinize import Matcher, determinize
 from shield.automata.dfa import DFA
 from shield.automata.exemptions import repeat_exemptions
+from shield.automata.fold import fold_classes, fold_node
 from shield.automata.limits import CompileLimits
 from shield.automata.nfa import NFA, build_nfa
-from shield.automata.normaliser import visible_bytes
+from shield.automata.normaliser import Visible, visible_bytes
 from shield.automata.normalize import word_code_points
 from shield.automata.regex import parse_regex
 from shield.automata.reverse import ReverseScanner
@@ -96,18 +97,32 @@ class _LazyScanner:
         node: Node | Callable[[], Node],
         limits: CompileLimits,
         word_chars: Callable[[], frozenset[int]] = frozenset,
+        *,
+        folded: bool = False,
     ) -> None:
         self._node = node
         self._limits = limits
         self._word_chars = word_chars
+        self._folded = folded
+        self._fold: dict[int, int] | None = None
         self._scanner: ReverseScanner | None = None
 
     def _built(self) -> ReverseScanner:
         if self._scanner is None:
             node = self._node() if callable(self._node) else self._node
-            nfa = build_nfa(node, self._limits, word_chars=self._word_chars())
+            word_chars = self._word_chars()
+            if self._folded:  # search folded texts with the folded pattern (shield.automata.fold)
+                self._fold = fold_classes(node, word_chars)
+                node = fold_node(node, self._fold)
+            nfa = build_nfa(node, self._limits, word_chars=word_chars)
             self._scanner = ReverseScanner(nfa)
         return self._scanner
+
+    @property
+    def fold(self) -> dict[int, int] | None:
+        """The texts' fold map (code point to representative) when the pattern is folded."""
+        self._built()
+        return self._fold
 
     @property
     def nfa(self) -> NFA:
@@ -195,13 +210,25 @@ class CompiledRule:
         if self.scanner is None:
             assert isinstance(self.rule, MaxLengthRule)
             return self.rule.max_bytes, self.rule.max_bytes + 1
-        invisible = self.invisible
-        if not invisible:
+        if self.composed is None:
             span = self.scanner.match_span(text, index, lower)
             return span if span is not None else (lower, index)
-        seen = visible_bytes(text, invisible)
-        span = self.scanner.match_span(seen.data, seen.index(index), seen.index(lower))
+        seen = self.visible(text)
+        span = self.scanner.match_span(seen.data, seen.index(index), seen.lower(lower))
         return seen.span(span) if span is not None else (lower, index)
+
+    def visible(self, text: bytes) -> Visible:
+        """What the span search reads of ``text``: for a staged rule the text without its
+        invisible characters, folded (:mod:`shield.automata.fold`); else the text itself.
+
+        Args:
+            text: a text's bytes.
+
+        Returns:
+            The searched bytes with their sources.
+        """
+        fold = self.scanner.fold if isinstance(self.scanner, _LazyScanner) else None
+        return visible_bytes(text, self.invisible, fold)
 
 
 def _pattern_ast(pattern: Pattern, rule_id: str, limits: CompileLimits) -> Node:
@@ -341,4 +368,5 @@ def rule_scanner(rule: AutomatonRule, limits: CompileLimits) -> _LazyScanner | N
         functools.partial(_pattern_ast, pattern, rule.id, limits),
         limits,
         functools.partial(_word_chars, pattern),
+        folded=is_staged(rule),
     )

@@ -178,18 +178,25 @@ def strip_invisible(text: str, invisible: frozenset[int]) -> str:
 
 @dataclass(frozen=True)
 class Visible:
-    """A text's bytes without its invisible characters, and where each kept byte came from.
+    """What a span search reads of a text: its bytes without invisible characters, with look-alike
+    characters folded (:mod:`shield.automata.fold`), and where each byte came from.
 
     Attributes:
-        data: the kept bytes (every byte but those of complete invisible characters).
-        where: the offset in the original bytes of each kept byte, then the original length.
+        data: the kept bytes (folded characters spelled as their representatives).
+        starts: per kept byte, the original offset of its source (the byte itself, or the first
+            byte of the folded character it belongs to).
+        ends: per kept byte, the original offset just after its source.
+        length: the original text's length in bytes.
     """
 
     data: bytes
-    where: tuple[int, ...]
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+    length: int
 
     def index(self, offset: int) -> int:
-        """The offset in ``data`` of original ``offset`` (the first kept byte at or after it).
+        """The offset in ``data`` of the symbol at original ``offset``: the last byte of the kept
+        source containing it (``len(data)`` for END).
 
         Args:
             offset: a byte offset in the original text (its length for END).
@@ -197,10 +204,24 @@ class Visible:
         Returns:
             The corresponding offset in ``data``.
         """
-        return bisect.bisect_left(self.where, offset)
+        if offset >= self.length:
+            return len(self.data)
+        i = bisect.bisect_right(self.starts, offset) - 1
+        return i if i >= 0 and self.ends[i] > offset else i + 1
+
+    def lower(self, offset: int) -> int:
+        """The first offset in ``data`` whose source starts at or after original ``offset``.
+
+        Args:
+            offset: a byte offset in the original text.
+
+        Returns:
+            The offset in ``data``.
+        """
+        return bisect.bisect_left(self.starts, offset)
 
     def span(self, span: tuple[int, int]) -> tuple[int, int]:
-        """A span of ``data`` as original offsets: from its first kept byte to after its last.
+        """A span of ``data`` as original offsets: from its first source to after its last.
 
         Args:
             span: ``(start, end)`` offsets in ``data``.
@@ -210,37 +231,53 @@ class Visible:
             those around it not).
         """
         start, end = span
-        return self.where[start], (self.where[end - 1] + 1 if end > start else self.where[start])
+        first = self.starts[start] if start < len(self.data) else self.length
+        return first, (self.ends[end - 1] if end > start else first)
 
 
-def visible_bytes(data: bytes, invisible: frozenset[int]) -> Visible:
-    """What the letter automaton reads of ``data``: its bytes without complete invisible characters.
+def visible_bytes(
+    data: bytes, invisible: frozenset[int], fold: dict[int, int] | None = None
+) -> Visible:
+    """What the letter automaton reads of ``data``: its bytes without complete invisible
+    characters, and with ``fold``'s characters replaced by their representatives.
 
     The byte-level counterpart of :func:`strip_invisible`, for texts that may end inside a
-    character or be malformed: a byte that does not start a complete invisible character is
-    kept, as the normaliser reads it.
+    character or be malformed: a byte that does not start a complete character is kept as it
+    is, as the normaliser reads it.
 
     Args:
         data: a text's bytes (possibly malformed or cut inside a character).
         invisible: the invisible code points (see :func:`build_normaliser`).
+        fold: code point to representative (:func:`shield.automata.fold.fold_classes`).
 
     Returns:
-        The kept bytes with their original offsets.
+        The kept bytes with their sources.
     """
-    out, where, i = bytearray(), list[int](), 0
+    out, starts, ends, i = bytearray(), list[int](), list[int](), 0
+    fold = fold or {}
     while i < len(data):  # fuel: every round moves i forward by at least one
         byte = data[i]
         size = 1 if byte < 0xC0 else 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-        if size > 1 and invisible:
+        cp = byte if byte < 0x80 else -1
+        if size > 1:
             try:
                 char = data[i : i + size].decode("utf-8")
             except UnicodeDecodeError:
                 char = ""
-            if len(char) == 1 and ord(char) in invisible:
-                i += size
-                continue
+            cp = ord(char) if len(char) == 1 else -1
+        if cp in invisible:
+            i += size
+            continue
+        rep = fold.get(cp)
+        if rep is not None:
+            spelled = chr(rep).encode("utf-8")
+            out += spelled
+            starts += [i] * len(spelled)
+            ends += [i + size] * len(spelled)
+            i += size
+            continue
         out.append(byte)
-        where.append(i)
+        starts.append(i)
+        ends.append(i + 1)
         i += 1
-    where.append(len(data))
-    return Visible(bytes(out), tuple(where))
+    return Visible(bytes(out), tuple(starts), tuple(ends), len(data))
