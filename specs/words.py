@@ -34,7 +34,8 @@ def word_lines(text: str) -> tuple[str, ...]:
 
 
 def read_words(value: Any, where: Where, base_dir: Path) -> tuple[str, ...]:
-    """Read the value of a ``words`` key: an inline array, ``{file}`` or ``{package, resource}``.
+    """Read the value of a ``words`` key: an inline array, ``{file}`` or ``{package, resource}``,
+    or an array of these (tables and words together: the union of their words, in order).
 
     Args:
         value: the parsed TOML value.
@@ -49,7 +50,22 @@ def read_words(value: Any, where: Where, base_dir: Path) -> tuple[str, ...]:
             resulting list is empty.
         SpecError: the file or package resource cannot be found or read.
     """
-    if isinstance(value, list):
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        # Several sources in one list (e.g. a package's list and a file of additions): each
+        # table is a source, each string a word; together, duplicates dropped.
+        parts: list[str] = []
+        for position, item in enumerate(value):
+            if isinstance(item, dict):
+                parts += read_words(item, where.child(position), base_dir)
+            elif isinstance(item, str) and item.strip():
+                parts.append(item)
+            else:
+                where.fail(
+                    f"words[{position}] must be a word or a source table ({{ file = ... }} or"
+                    f" {{ package = ..., resource = ... }}); got {describe(item)}"
+                )
+        words = _unique(parts)
+    elif isinstance(value, list):
         words = _inline_words(value, where)
     elif isinstance(value, dict):
         table = where.table(value, _SOURCE_KEYS)

@@ -37,6 +37,10 @@ def rule(body: str, *, before: str = "") -> str:
         ('{ package = "better_profanity" }', ("'resource' is missing",)),
         ('{ file = "a.txt", package = "p", resource = "r" }', ("not both",)),
         ('{ path = "a.txt" }', ("unknown key 'path'",)),
+        (
+            '[{ package = "better_profanity", resource = "profanity_wordlist.txt" }, 3]',
+            ("words[1] must be a word or a source table",),
+        ),
     ],
 )
 def test_malformed_word_lists(value: str, says: tuple[str, ...]) -> None:

@@ -125,13 +125,11 @@ def test_library_names_and_unknown_name() -> None:
 
 def test_toxicity_spec_contents() -> None:
     spec = specs.load_library("toxicity")
-    words, core, classifier = spec.rules
-    assert isinstance(words, WordsRule) and len(words.words) > 800
+    words, classifier = spec.rules
+    # One word rule: the package's list and the core words (bollocks is only in the core file).
+    assert isinstance(words, WordsRule) and len(words.words) > 900 and "bollocks" in words.words
     assert words.match.case_insensitive and words.match.whole_word
-    assert words.match.normalize == {"leet", "repeats"}
-    assert isinstance(core, WordsRule) and 20 <= len(core.words) <= 50
-    assert core.match.case_insensitive and core.match.whole_word
-    assert core.match.normalize == NORMALIZATIONS
+    assert words.match.normalize == NORMALIZATIONS
     assert isinstance(classifier, ClassifierRule)
     assert (classifier.scorer, classifier.threshold, classifier.scope) == (
         "profanity-check",
@@ -200,7 +198,7 @@ CLEAN = [
 
 @pytest.mark.parametrize("text", TOXIC)
 def test_toxicity_catches_obfuscated_profanity(text: str) -> None:
-    assert _shield_hits("toxicity", text) & {"profanity", "profanity-obfuscated"}
+    assert "profanity" in _shield_hits("toxicity", text)
 
 
 @pytest.mark.parametrize("text", CLEAN)

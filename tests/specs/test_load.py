@@ -128,6 +128,18 @@ def test_package_resource_word_list() -> None:
     )
 
 
+def test_a_word_list_of_several_sources(write_spec: WriteSpec, tmp_path: Path) -> None:
+    """An array of sources (tables) and words: their union, in order, duplicates once."""
+    (tmp_path / "extra.txt").write_text("bollocks\narsehole\n")
+    path = write_spec(
+        '[spec]\nname = "x"\n[[rule]]\nid = "p"\nforbid.words = [{ package = "better_profanity",'
+        ' resource = "profanity_wordlist.txt" }, { file = "extra.txt" }, "zonk"]\n'
+    )
+    words = specs.load(path).rules[0].words  # type: ignore[union-attr]
+    assert "arsehole" in words and words[-2:] == ("bollocks", "zonk")
+    assert len(words) == len(set(words))
+
+
 def test_unreadable_spec_files(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
     with pytest.raises(SpecError) as caught:
