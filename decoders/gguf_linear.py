@@ -11,8 +11,8 @@ ones ``gguf.quants.dequantize`` gives, bit for bit.
 ``activations`` chooses what the CPU kernel multiplies them with (:data:`ACTIVATIONS`):
 ``"float32"``, the activations as they are (the product is exact up to float32 summation), or
 ``"int8"``, the activations quantised per block of 32 to 8 bits and the block products done in
-integers, llama.cpp's scheme for these formats (``decoders/kernels/gguf_q8_matmul.cc``; Q4_0, Q4_1
-and Q8_0 parts, the K-quant parts keep the float32 kernel). Accelerators always take the
+integers, llama.cpp's scheme for these formats (``decoders/kernels/gguf_q8_matmul.cc``; Q4_0, Q4_1,
+Q8_0 and Q4_K parts; Q6_K parts keep the float32 kernel). Accelerators always take the
 dequantise-then-dot path with float activations.
 
 The same rows serve as an embedding table: row ``t``, decoded, is token ``t``'s vector.
@@ -54,7 +54,7 @@ Tree = TypeVar("Tree")
 #: block products, as llama.cpp does).
 ACTIVATIONS: tuple[str, ...] = ("int8", "float32")
 #: The formats with an 8-bit-activation kernel; other formats keep the float32 kernel.
-INT8_ACTIVATION_FORMATS: tuple[str, ...] = ("Q4_0", "Q4_1", "Q8_0")
+INT8_ACTIVATION_FORMATS: tuple[str, ...] = ("Q4_0", "Q4_1", "Q8_0", "Q4_K")
 
 
 @pytree_dataclass

@@ -58,12 +58,22 @@ struct Problem {
   int64_t m, n, k, row_bytes;
 };
 
-// Where a format's quants start in a block: after the float16 scale (and Q4_1's float16
-// offset). They are nibbles (F::kNibbles: 16 bytes, low nibbles weights 0..15, high 16..31) or
-// signed bytes (Q8_0: 32).
+// How group g of a block stores its 32 quants: 16 bytes of nibbles, low nibbles weights 0..15
+// and high 16..31 (Q4_0, Q4_1); 32 signed bytes (Q8_0); or the low (g even) or high (g odd)
+// nibbles of 32 bytes (Q4_K, whose block is 8 groups). Where they start, and that shift.
+enum class Layout { kPacked16, kBytes32, kNibbles32 };
+
 template <class F>
-constexpr int64_t quant_offset() {
-  return F::kId == Q4_1::kId ? 4 : 2;
+constexpr Layout layout() {
+  if constexpr (F::kId == Q8_0::kId) return Layout::kBytes32;
+  if constexpr (F::kId == Q4_K::kId) return Layout::kNibbles32;
+  return Layout::kPacked16;
+}
+
+template <class F>
+constexpr int64_t quant_offset(int64_t g) {
+  if constexpr (F::kId == Q4_K::kId) return 16 + 32 * (g / 2);
+  return F::kId == Q4_1::kId ? 4 : 2;  // after the float16 scale (and Q4_1's float16 offset)
 }
 
 // A block's float term from its exact integer sum (the scheme above; the vector paths write the
@@ -83,7 +93,8 @@ void pair_scalar(const Problem& p, int64_t i, int64_t n) {
   float acc = 0.0f;
   for (int64_t b = 0; b < blocks; ++b) {
     int8_t qw[kGroup];
-    const Scales sc = F::scalar(p.w + n * p.row_bytes + b * F::kBytes, 0, qw);
+    const uint8_t* block = p.w + n * p.row_bytes + b / F::kGroups * F::kBytes;
+    const Scales sc = F::scalar(block, b % F::kGroups, qw);
     const int8_t* qx = a.q.data() + i * p.k + b * kGroup;
     int32_t isum = 0;
     for (int64_t t = 0; t < kGroup; ++t) isum += static_cast<int32_t>(qw[t]) * qx[t];
@@ -101,12 +112,14 @@ using FVec = __m512;
 // Register k (0..7) of the transposed block: lane l holds row l's weights 4k..4k+3, unsigned.
 template <class F>
 inline void transpose(const uint8_t* const* rows, int64_t b, IVec* wt) {
-  for (int half = 0; half < (F::kNibbles ? 1 : 2); ++half) {
+  const int64_t at_byte = b / F::kGroups * F::kBytes + quant_offset<F>(b % F::kGroups);
+  const int shift = layout<F>() == Layout::kNibbles32 ? 4 * static_cast<int>(b % 2) : 0;
+  for (int half = 0; half < (layout<F>() == Layout::kPacked16 ? 1 : 2); ++half) {
     __m512i z[4];
     for (int i = 0; i < 4; ++i) {
       const auto at = [&](int r) {
         return _mm_loadu_si128(reinterpret_cast<const __m128i*>(
-            rows[r] + b * F::kBytes + quant_offset<F>() + 16 * half));
+            rows[r] + at_byte + 16 * half));
       };
       z[i] = _mm512_inserti32x4(_mm512_castsi128_si512(at(i)), at(i + 4), 1);
       z[i] = _mm512_inserti32x4(z[i], at(i + 8), 2);
@@ -117,10 +130,12 @@ inline void transpose(const uint8_t* const* rows, int64_t b, IVec* wt) {
     const __m512i d[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
                           _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
     for (int j = 0; j < 4; ++j) {
-      if constexpr (F::kNibbles) {
-        const __m512i low = _mm512_set1_epi8(0x0F);
+      const __m512i low = _mm512_set1_epi8(0x0F);
+      if constexpr (layout<F>() == Layout::kPacked16) {
         wt[j] = _mm512_and_si512(d[j], low);
         wt[4 + j] = _mm512_and_si512(_mm512_srli_epi16(d[j], 4), low);
+      } else if constexpr (layout<F>() == Layout::kNibbles32) {
+        wt[4 * half + j] = _mm512_and_si512(_mm512_srl_epi16(d[j], _mm_cvtsi32_si128(shift)), low);
       } else {
         wt[4 * half + j] = d[j];
       }
@@ -181,10 +196,22 @@ void tile(const Problem& p, int64_t m0, int64_t n0, const Ahead& ahead) {
     ahead.request(b);
     IVec wt[8];
     transpose<F>(rows, b, wt);
-    // Bytes 0..3 of every block: the float16 scale, and for Q4_1 the float16 offset.
-    const __m512i head = _mm512_i32gather_epi32(index, base + b * F::kBytes, 1);
-    const FVec dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head));
-    const FVec mw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head, 16)));
+    FVec dw, mw;
+    if constexpr (F::kGroups == 1) {
+      // Bytes 0..3 of every block: the float16 scale, and for Q4_1 the float16 offset.
+      const __m512i head = _mm512_i32gather_epi32(index, base + b * F::kBytes, 1);
+      dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head));
+      mw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head, 16)));
+    } else {  // Q4_K: each group's 6-bit scale and minimum, decoded as the float path does
+      alignas(64) float dws[kLanes], mws[kLanes];
+      for (int64_t l = 0; l < kLanes; ++l) {
+        const Scales sc = F::scales(rows[l] + b / F::kGroups * F::kBytes, b % F::kGroups);
+        dws[l] = sc.s0;
+        mws[l] = sc.m;
+      }
+      dw = _mm512_load_ps(dws);
+      mw = _mm512_load_ps(mws);
+    }
     for (int i = 0; i < MB; ++i) {
       const int64_t ab = (m0 + i) * blocks + b;
       const int8_t* qx = a.q.data() + (m0 + i) * p.k + b * kGroup;
@@ -216,12 +243,14 @@ using FVec = __m256;
 
 template <class F>
 inline void transpose(const uint8_t* const* rows, int64_t b, IVec* wt) {
-  for (int half = 0; half < (F::kNibbles ? 1 : 2); ++half) {
+  const int64_t at_byte = b / F::kGroups * F::kBytes + quant_offset<F>(b % F::kGroups);
+  const int shift = layout<F>() == Layout::kNibbles32 ? 4 * static_cast<int>(b % 2) : 0;
+  for (int half = 0; half < (layout<F>() == Layout::kPacked16 ? 1 : 2); ++half) {
     __m256i z[4];
     for (int i = 0; i < 4; ++i) {
       const auto at = [&](int r) {
         return _mm_loadu_si128(reinterpret_cast<const __m128i*>(
-            rows[r] + b * F::kBytes + quant_offset<F>() + 16 * half));
+            rows[r] + at_byte + 16 * half));
       };
       z[i] = _mm256_inserti128_si256(_mm256_castsi128_si256(at(i)), at(i + 4), 1);
     }
@@ -230,10 +259,12 @@ inline void transpose(const uint8_t* const* rows, int64_t b, IVec* wt) {
     const __m256i d[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
                           _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
     for (int j = 0; j < 4; ++j) {
-      if constexpr (F::kNibbles) {
-        const __m256i low = _mm256_set1_epi8(0x0F);
+      const __m256i low = _mm256_set1_epi8(0x0F);
+      if constexpr (layout<F>() == Layout::kPacked16) {
         wt[j] = _mm256_and_si256(d[j], low);
         wt[4 + j] = _mm256_and_si256(_mm256_srli_epi16(d[j], 4), low);
+      } else if constexpr (layout<F>() == Layout::kNibbles32) {
+        wt[4 * half + j] = _mm256_and_si256(_mm256_srl_epi16(d[j], _mm_cvtsi32_si128(shift)), low);
       } else {
         wt[4 * half + j] = d[j];
       }
@@ -269,8 +300,14 @@ void tile(const Problem& p, int64_t m0, int64_t n0, const Ahead& ahead) {
     transpose<F>(rows, b, wt);
     alignas(32) float dws[kLanes], mws[kLanes];
     for (int64_t l = 0; l < kLanes; ++l) {
-      dws[l] = half_to_float(rows[l] + b * F::kBytes);
-      mws[l] = F::kOffset ? half_to_float(rows[l] + b * F::kBytes + 2) : 0.0f;
+      if constexpr (F::kGroups == 1) {
+        dws[l] = half_to_float(rows[l] + b * F::kBytes);
+        mws[l] = F::kOffset ? half_to_float(rows[l] + b * F::kBytes + 2) : 0.0f;
+      } else {
+        const Scales sc = F::scales(rows[l] + b / F::kGroups * F::kBytes, b % F::kGroups);
+        dws[l] = sc.s0;
+        mws[l] = sc.m;
+      }
     }
     const FVec dw = _mm256_load_ps(dws), mw = _mm256_load_ps(mws);
     for (int i = 0; i < MB; ++i) {
@@ -342,7 +379,7 @@ template <class F>
 ffi::Error run(const float* x, Problem p) {
   if (p.k % F::kWeights != 0 || p.row_bytes != p.k / F::kWeights * F::kBytes) {
     return ffi::Error::InvalidArgument(
-        "shield_gguf_q8_matmul: w rows must hold K / 32 whole blocks");
+        "shield_gguf_q8_matmul: w rows must hold K / (weights per block) whole blocks");
   }
   // One buffer per calling thread, reused across calls (a decode step makes hundreds).
   thread_local Quantised quantised;
@@ -364,9 +401,10 @@ ffi::Error GgufQ8MatmulImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::U8> w,
     case Q4_0::kId: return run<Q4_0>(x.typed_data(), p);
     case Q4_1::kId: return run<Q4_1>(x.typed_data(), p);
     case Q8_0::kId: return run<Q8_0>(x.typed_data(), p);
+    case Q4_K::kId: return run<Q4_K>(x.typed_data(), p);
     default:
       return ffi::Error::InvalidArgument(
-          "shield_gguf_q8_matmul: 8-bit activations are implemented for Q4_0, Q4_1 and Q8_0");
+          "shield_gguf_q8_matmul: 8-bit activations are implemented for Q4_0, Q4_1, Q8_0, Q4_K");
   }
 }
 

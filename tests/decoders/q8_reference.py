@@ -2,8 +2,9 @@
 
 Activations are quantised per row and block of 32: ``d = max|x| / 127``, ``e = 1 / d`` (0 when
 ``d`` is 0), ``q = rint(x * e)`` (half to even), ``s = d * float(sum q)``. A weight block
-contributes ``(dw * d) * float(sum q_w * q)`` (``+ mw * s`` for Q4_1), summed into the output in
-block order from 0. Every step is a float32 rounding (numpy float32 arithmetic), the integer sums
+contributes ``(dw * d) * float(sum q_w * q)`` (``+ mw * s`` for Q4_1 and Q4_K), summed into the
+output in block order from 0. A Q4_K block is eight such groups of 32: ``dw = d * scale`` and
+``mw = -(dmin * min)`` from its 6-bit scales and minima, as ``gguf.quants.dequantize`` computes them. Every step is a float32 rounding (numpy float32 arithmetic), the integer sums
 are exact, so the kernel must give these bits.
 """
 
@@ -34,8 +35,10 @@ def _half(raw: np.ndarray) -> np.ndarray:
 
 def block_integers(blocks: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(q_w int32 [N, B, 32], dw float32 [N, B], mw float32 [N, B])`` of ``uint8 [N, bytes]``."""
-    sizes = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}
+    sizes = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34, "Q4_K": 144}
     raw = blocks.reshape(blocks.shape[0], -1, sizes[name])
+    if name == "Q4_K":
+        return _q4_k_integers(raw)
     dw = _half(raw[..., 0:2])
     mw = _half(raw[..., 2:4]) if name == "Q4_1" else np.zeros_like(dw)
     if name == "Q8_0":
@@ -48,6 +51,24 @@ def block_integers(blocks: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarra
     return qw, dw, mw
 
 
+def _q4_k_integers(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows, blocks = raw.shape[:2]
+    d, dmin = _half(raw[..., 0:2]), _half(raw[..., 2:4])
+    s = raw[..., 4:16].astype(np.int32)  # [N, B, 12]
+    low = np.arange(4)
+    scale = np.concatenate(
+        [s[..., low] & 63, (s[..., low + 8] & 15) | ((s[..., low] >> 6) << 4)], -1
+    )
+    least = np.concatenate(
+        [s[..., low + 4] & 63, (s[..., low + 8] >> 4) | ((s[..., low + 4] >> 6) << 4)], -1
+    )
+    qs = raw[..., 16:144].reshape(rows, blocks, 4, 32)  # pairs of groups share 32 bytes
+    q = np.stack([qs & 15, qs >> 4], axis=3).reshape(rows, blocks * 8, 32).astype(np.int32)
+    dw = (d[..., None] * scale.astype(np.float32)).reshape(rows, blocks * 8)
+    mw = -(dmin[..., None] * least.astype(np.float32)).reshape(rows, blocks * 8)
+    return q, dw.astype(np.float32), mw.astype(np.float32)
+
+
 def q8_product(x: np.ndarray, blocks: np.ndarray, name: str) -> np.ndarray:
     """``y [M, N]``: float32 rows ``x [M, K]`` against block rows ``[N, bytes]``, by the scheme."""
     q, d, s = quantise_activations(x)
@@ -56,7 +77,7 @@ def q8_product(x: np.ndarray, blocks: np.ndarray, name: str) -> np.ndarray:
     y = np.zeros((x.shape[0], blocks.shape[0]), np.float32)
     for b in range(q.shape[1]):
         term = (dw[None, :, b] * d[:, None, b]) * sums[:, :, b]
-        if name == "Q4_1":
+        if name in ("Q4_1", "Q4_K"):
             term = term + mw[None, :, b] * s[:, None, b]
         y = y + term
     return y

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from decoders.gguf_formats import FORMATS
 from decoders.gguf_linear import (
     ACTIVATIONS,
     INT8_ACTIVATION_FORMATS,
@@ -65,7 +66,7 @@ def q8_layer(packed: np.ndarray, name: str, width: int) -> BlockLinear:
 def test_the_kernel_is_the_numpy_scheme_bit_for_bit(name: str) -> None:
     for rows, blocks in ROWS:
         packed = random_blocks(name, rows, blocks, seed=rows)
-        width = blocks * BLOCK
+        width = blocks * FORMATS[name].block_weights
         layer = q8_layer(packed, name, width)
         for batch in range(1, 10):
             x = activations_for(batch, width, seed=batch + rows)
@@ -86,8 +87,9 @@ def test_the_special_blocks_happen() -> None:
 @pytest.mark.parametrize("name", INT8_ACTIVATION_FORMATS)
 def test_a_rows_result_does_not_depend_on_its_batch(name: str) -> None:
     packed = random_blocks(name, 21, 2, seed=5)
-    layer = q8_layer(packed, name, 64)
-    x = activations_for(9, 64, seed=6)
+    width = 2 * FORMATS[name].block_weights
+    layer = q8_layer(packed, name, width)
+    x = activations_for(9, width, seed=6)
     together = np.asarray(project_blocks(jnp.asarray(x), layer))
     for row in (0, 4, 8):  # first, middle, and the row past the 8-row tile
         alone = np.asarray(project_blocks(jnp.asarray(x[row : row + 1]), layer))[0]
@@ -96,9 +98,9 @@ def test_a_rows_result_does_not_depend_on_its_batch(name: str) -> None:
 
 @pytest.mark.parametrize("name", INT8_ACTIVATION_FORMATS)
 def test_the_layer_is_the_exact_path_within_the_quantisation_bound(name: str) -> None:
-    rows, blocks = 40, 18  # the bundled model's width: 576 inputs
-    packed = random_blocks(name, rows, blocks, seed=9)
-    width = blocks * BLOCK
+    width = 768 if name == "Q4_K" else 576  # the bundled model's 576 inputs; Q4_K: 3 blocks
+    rows, blocks = 40, width // BLOCK
+    packed = random_blocks(name, rows, width // FORMATS[name].block_weights, seed=9)
     x = np.random.default_rng(10).standard_normal((3, width)).astype(np.float32)
     got = np.asarray(project_blocks(jnp.asarray(x), q8_layer(packed, name, width)), np.float64)
     weights = reference(packed, name).astype(np.float64)  # [rows, width]
@@ -112,15 +114,16 @@ def test_the_layer_is_the_exact_path_within_the_quantisation_bound(name: str) ->
     np.testing.assert_array_less(error, bound)
 
 
-def test_k_quant_parts_keep_the_exact_float_kernel() -> None:
-    q4k, q41 = random_blocks("Q4_K", 5, 1, seed=11), random_blocks("Q4_1", 4, 8, seed=12)
+def test_q6_k_parts_keep_the_exact_float_kernel() -> None:
+    q6k, q41 = random_blocks("Q6_K", 5, 1, seed=11), random_blocks("Q4_1", 4, 8, seed=12)
     mixed = BlockLinear(
-        parts=(jnp.asarray(q4k), jnp.asarray(q41)), formats=("Q4_K", "Q4_1"), in_features=256
+        parts=(jnp.asarray(q6k), jnp.asarray(q41)), formats=("Q6_K", "Q4_1"), in_features=256
     )
     x = np.random.default_rng(13).standard_normal((2, 256)).astype(np.float32)
     exact = np.asarray(project_blocks(jnp.asarray(x), mixed))
     quantised = np.asarray(project_blocks(jnp.asarray(x), with_activations(mixed, "int8")))
-    np.testing.assert_array_equal(quantised[:, :5], exact[:, :5])  # Q4_K: the float kernel
+    assert "Q6_K" not in INT8_ACTIVATION_FORMATS
+    np.testing.assert_array_equal(quantised[:, :5], exact[:, :5])  # Q6_K: the float kernel
     np.testing.assert_array_equal(quantised[:, 5:], q8_product(x, q41, "Q4_1"))
     assert not np.array_equal(quantised[:, 5:], exact[:, 5:])
 
@@ -155,14 +158,16 @@ import numpy as np, jax.numpy as jnp
 from decoders.gguf_linear import INT8_ACTIVATION_FORMATS, project_blocks
 from tests.decoders.q8_reference import q8_product
 from tests.decoders.test_gguf_formats import random_blocks
+from decoders.gguf_formats import FORMATS
 from tests.decoders.test_gguf_q8 import ROWS, activations_for, q8_layer
 checked = 0
 for name in INT8_ACTIVATION_FORMATS:
     for rows, blocks in ROWS:
         packed = random_blocks(name, rows, blocks, seed=rows)
+        width = blocks * FORMATS[name].block_weights
         for batch in range(1, 10):
-            x = activations_for(batch, blocks * 32, seed=batch + rows)
-            got = np.asarray(project_blocks(jnp.asarray(x), q8_layer(packed, name, blocks * 32)))
+            x = activations_for(batch, width, seed=batch + rows)
+            got = np.asarray(project_blocks(jnp.asarray(x), q8_layer(packed, name, width)))
             assert np.array_equal(got.view(np.uint32), q8_product(x, packed, name).view(np.uint32))
             checked += 1
 print(checked)
@@ -188,4 +193,4 @@ def test_every_instruction_set_variant_gives_the_same_bits(tmp_path: Path, flags
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == str(3 * len(ROWS) * 9)
+    assert done.stdout.strip().splitlines()[-1] == str(len(INT8_ACTIVATION_FORMATS) * len(ROWS) * 9)
