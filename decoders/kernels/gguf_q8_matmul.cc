@@ -1,7 +1,7 @@
 // y[m, n] ~ sum_k x[m, k] * w[n, k] with w stored as GGUF blocks (Q4_0, Q4_1, Q8_0) and x
 // quantised to 8 bits per block of 32, the block products done in integers (llama.cpp's scheme).
 //
-// The scheme, which tests/decoders/q8_reference.py restates in numpy:
+// The scheme (gguf_q8_scheme.h), which tests/decoders/q8_reference.py restates in numpy:
 //   activations, per row and block b of 32:  a = max |x|,  d = a / 127,  e = d ? 1 / d : 0,
 //     q[t] = rint(x[t] * e) (round half to even; |q| <= 127),  s = d * float(sum q);
 //   weights, per block: the integers q_w and the float16 scale dw (and offset mw) of the file;
@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "gguf_blocks.h"
-#include "gguf_q8_activations.h"
+#include "gguf_q8_scheme.h"
 #include "workers.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -57,33 +57,6 @@ struct Problem {
   float* y;          // [M, N]
   int64_t m, n, k, row_bytes;
 };
-
-// How group g of a block stores its 32 quants: 16 bytes of nibbles, low nibbles weights 0..15
-// and high 16..31 (Q4_0, Q4_1); 32 signed bytes (Q8_0); or the low (g even) or high (g odd)
-// nibbles of 32 bytes (Q4_K, whose block is 8 groups). Where they start, and that shift.
-enum class Layout { kPacked16, kBytes32, kNibbles32 };
-
-template <class F>
-constexpr Layout layout() {
-  if constexpr (F::kId == Q8_0::kId) return Layout::kBytes32;
-  if constexpr (F::kId == Q4_K::kId) return Layout::kNibbles32;
-  return Layout::kPacked16;
-}
-
-template <class F>
-constexpr int64_t quant_offset(int64_t g) {
-  if constexpr (F::kId == Q4_K::kId) return 16 + 32 * (g / 2);
-  return F::kId == Q4_1::kId ? 4 : 2;  // after the float16 scale (and Q4_1's float16 offset)
-}
-
-// A block's float term from its exact integer sum (the scheme above; the vector paths write the
-// same operations lane-wise).
-template <class F>
-inline float term(float dw, float mw, float d, float s, int32_t isum) {
-  float c = (dw * d) * static_cast<float>(isum);
-  if constexpr (F::kOffset) c = c + mw * s;
-  return c;
-}
 
 // --- portable: one (activation row, weight row) pair at a time ---------------------------------
 template <class F>

@@ -37,7 +37,7 @@ from decoders.gguf_linear import (
 from decoders.loading import load_model
 from decoders.native import compiler_command
 from shield.errors import DecoderError
-from tests.decoders.q8_reference import BLOCK, q8_product, quantise_activations
+from tests.decoders.q8_reference import BLOCK, block_integers, q8_product, quantise_activations
 from tests.decoders.test_gguf_formats import random_blocks, reference
 
 #: (rows, blocks): one row, a tile's edge (16) and one past it, a chunk's (32) remainder.
@@ -82,6 +82,18 @@ def test_the_special_blocks_happen() -> None:
     q, d, _ = quantise_activations(x)
     assert d[0, 1] == 0 and not q[0, 1].any()
     assert d[1, 0] == 1 and q[1, 0, 1] == -14 and q[1, 0, 2] == -14  # -14.5 and -13.5 -> -14
+
+
+@pytest.mark.parametrize("name", INT8_ACTIVATION_FORMATS)
+def test_the_references_weight_integers_rebuild_gguf_dequantisation(name: str) -> None:
+    """The scheme's q_w, dw and mw are the file's weights: dw * q_w + mw is gguf's decoding."""
+    packed = random_blocks(name, 6, 2, seed=14)
+    qw, dw, mw = block_integers(packed, name)
+    weights = dw[..., None] * qw.astype(np.float32)
+    if name in ("Q4_1", "Q4_K"):
+        weights = weights + mw[..., None]
+    rebuilt = weights.reshape(6, -1)
+    np.testing.assert_array_equal(rebuilt.view(np.uint32), reference(packed, name).view(np.uint32))
 
 
 @pytest.mark.parametrize("name", INT8_ACTIVATION_FORMATS)

@@ -1,10 +1,11 @@
-// Activations quantised to 8 bits per block of 32, the first half of gguf_q8_matmul.cc's scheme:
-// per row and block, a = max |x|, d = a / 127, e = d ? 1 / d : 0, q[t] = rint(x[t] * e) (half to
-// even), s = d * float(sum q). Every operation is one float32 rounding, so the AVX-512 and the
-// scalar code give the same bits (tests/decoders/q8_reference.py restates it in numpy).
+// The pieces of gguf_q8_matmul.cc's scheme that every build shares: activations quantised to 8
+// bits per block of 32 (per row and block, a = max |x|, d = a / 127, e = d ? 1 / d : 0,
+// q[t] = rint(x[t] * e) (half to even), s = d * float(sum q)), where each format keeps the 32
+// quants of a group, and the float term of a block. Every operation is one float32 rounding, so
+// the AVX-512 and the scalar code give the same bits (tests/decoders/q8_reference.py restates it).
 
-#ifndef SHIELD_KERNELS_GGUF_Q8_ACTIVATIONS_H_
-#define SHIELD_KERNELS_GGUF_Q8_ACTIVATIONS_H_
+#ifndef SHIELD_KERNELS_GGUF_Q8_SCHEME_H_
+#define SHIELD_KERNELS_GGUF_Q8_SCHEME_H_
 
 #include <algorithm>
 #include <cmath>
@@ -62,6 +63,33 @@ inline void quantise(const float* x, int64_t m, int64_t k, Quantised& out) {
   }
 }
 
+// How group g of a block stores its 32 quants: 16 bytes of nibbles, low nibbles weights 0..15
+// and high 16..31 (Q4_0, Q4_1); 32 signed bytes (Q8_0); or the low (g even) or high (g odd)
+// nibbles of 32 bytes (Q4_K, whose block is 8 groups). Where they start, and that shift.
+enum class Layout { kPacked16, kBytes32, kNibbles32 };
+
+template <class F>
+constexpr Layout layout() {
+  if constexpr (F::kId == Q8_0::kId) return Layout::kBytes32;
+  if constexpr (F::kId == Q4_K::kId) return Layout::kNibbles32;
+  return Layout::kPacked16;
+}
+
+template <class F>
+constexpr int64_t quant_offset(int64_t g) {
+  if constexpr (F::kId == Q4_K::kId) return 16 + 32 * (g / 2);
+  return F::kId == Q4_1::kId ? 4 : 2;  // after the float16 scale (and Q4_1's float16 offset)
+}
+
+// A block's float term from its exact integer sum (the scheme above; the vector paths write the
+// same operations lane-wise).
+template <class F>
+inline float term(float dw, float mw, float d, float s, int32_t isum) {
+  float c = (dw * d) * static_cast<float>(isum);
+  if constexpr (F::kOffset) c = c + mw * s;
+  return c;
+}
+
 }  // namespace shield_kernels
 
-#endif  // SHIELD_KERNELS_GGUF_Q8_ACTIVATIONS_H_
+#endif  // SHIELD_KERNELS_GGUF_Q8_SCHEME_H_
