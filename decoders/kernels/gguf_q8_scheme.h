@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "gguf_blocks.h"
@@ -33,27 +34,37 @@ inline void quantise(const float* x, int64_t m, int64_t k, Quantised& out) {
   for (int64_t b = 0; b < m * blocks; ++b) {
     const float* xb = x + b * kGroup;
     int8_t* qb = out.q.data() + b * kGroup;
+    // A block holding an infinity or a NaN gets d = NaN and q = 0: its terms, and so every
+    // output it reaches, are NaN, as on the exact path (nothing non-finite is dropped silently).
+    constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 #if defined(__AVX512F__)
     // 16 lanes at a time, the same operations: the maximum is exact in any order, and the
     // conversion rounds half to even (the default rounding mode), as lrintf does.
     const __m512 lo = _mm512_loadu_ps(xb), hi = _mm512_loadu_ps(xb + 16);
+    const __m512 zero = _mm512_setzero_ps();
+    const bool finite = (_mm512_cmp_ps_mask(_mm512_sub_ps(lo, lo), zero, _CMP_NEQ_UQ) |
+                         _mm512_cmp_ps_mask(_mm512_sub_ps(hi, hi), zero, _CMP_NEQ_UQ)) == 0;
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
-    const float d = amax / 127.0f;
-    const __m512 e = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
-    const __m512i qlo = _mm512_cvtps_epi32(_mm512_mul_ps(lo, e));
-    const __m512i qhi = _mm512_cvtps_epi32(_mm512_mul_ps(hi, e));
+    const float d = finite ? amax / 127.0f : kNaN;
+    const __m512 e = _mm512_set1_ps(finite && d != 0.0f ? 1.0f / d : 0.0f);
+    const __m512i qlo = finite ? _mm512_cvtps_epi32(_mm512_mul_ps(lo, e)) : _mm512_setzero_si512();
+    const __m512i qhi = finite ? _mm512_cvtps_epi32(_mm512_mul_ps(hi, e)) : _mm512_setzero_si512();
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qb), _mm512_cvtepi32_epi8(qlo));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qb + 16), _mm512_cvtepi32_epi8(qhi));
     const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
 #else
+    bool finite = true;
     float amax = 0.0f;
-    for (int64_t t = 0; t < kGroup; ++t) amax = std::max(amax, std::fabs(xb[t]));
-    const float d = amax / 127.0f;
-    const float e = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int64_t t = 0; t < kGroup; ++t) {
+      finite = finite && std::isfinite(xb[t]);
+      amax = std::max(amax, std::fabs(xb[t]));
+    }
+    const float d = finite ? amax / 127.0f : kNaN;
+    const float e = finite && d != 0.0f ? 1.0f / d : 0.0f;
     int32_t sum = 0;
     for (int64_t t = 0; t < kGroup; ++t) {
       // lrintf rounds half to even in the default rounding mode, as numpy's rint does.
-      qb[t] = static_cast<int8_t>(std::lrintf(xb[t] * e));
+      qb[t] = finite ? static_cast<int8_t>(std::lrintf(xb[t] * e)) : 0;
       sum += qb[t];
     }
 #endif

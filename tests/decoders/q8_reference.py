@@ -4,8 +4,10 @@ Activations are quantised per row and block of 32: ``d = max|x| / 127``, ``e = 1
 ``d`` is 0), ``q = rint(x * e)`` (half to even), ``s = d * float(sum q)``. A weight block
 contributes ``(dw * d) * float(sum q_w * q)`` (``+ mw * s`` for Q4_1 and Q4_K), summed into the
 output in block order from 0. A Q4_K block is eight such groups of 32: ``dw = d * scale`` and
-``mw = -(dmin * min)`` from its 6-bit scales and minima, as ``gguf.quants.dequantize`` computes them. Every step is a float32 rounding (numpy float32 arithmetic), the integer sums
-are exact, so the kernel must give these bits.
+``mw = -(dmin * min)`` from its 6-bit scales and minima, as ``gguf.quants.dequantize`` computes them.
+A block of activations holding an infinity or a NaN gets ``d = NaN`` and ``q = 0``, so the outputs
+it reaches are NaN, as on the exact path. Every step is a float32 rounding (numpy float32
+arithmetic), the integer sums are exact, so the kernel must give these bits.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ def quantise_activations(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     """``(q int32 [M, B, 32], d float32 [M, B], s float32 [M, B])`` of float32 rows ``[M, K]``."""
     rows, width = x.shape
     blocks = x.astype(np.float32).reshape(rows, width // BLOCK, BLOCK)
-    d = np.abs(blocks).max(axis=-1) / np.float32(127)
-    safe = np.where(d != 0, d, np.float32(1))
-    e = np.where(d != 0, np.float32(1) / safe, np.float32(0)).astype(np.float32)
-    q = np.rint(blocks * e[..., None]).astype(np.int32)
+    finite = np.isfinite(blocks).all(axis=-1)
+    clean = np.where(finite[..., None], blocks, np.float32(0))
+    d = np.where(finite, np.abs(clean).max(axis=-1) / np.float32(127), np.float32(np.nan))
+    safe = np.where(finite & (d != 0), d, np.float32(1))
+    e = np.where(finite & (d != 0), np.float32(1) / safe, np.float32(0)).astype(np.float32)
+    q = np.rint(clean * e[..., None]).astype(np.int32)
     s = d * q.sum(axis=-1).astype(np.float32)
     return q, d.astype(np.float32), s.astype(np.float32)
 

@@ -96,6 +96,17 @@ def test_the_references_weight_integers_rebuild_gguf_dequantisation(name: str) -
     np.testing.assert_array_equal(rebuilt.view(np.uint32), reference(packed, name).view(np.uint32))
 
 
+@pytest.mark.parametrize("name", ["Q4_1", "Q8_0"])
+def test_non_finite_activations_give_nan_not_a_silent_number(name: str) -> None:
+    packed = random_blocks(name, 17, 2, seed=15)
+    x = activations_for(3, 64, seed=16)
+    x[0, 5], x[2, 40] = np.nan, np.inf  # row 1 stays finite
+    got = np.asarray(project_blocks(jnp.asarray(x), q8_layer(packed, name, 64)))
+    expected = q8_product(x, packed, name)
+    assert np.isnan(got[[0, 2]]).all() and np.isfinite(got[1]).all()
+    np.testing.assert_array_equal(got, expected)
+
+
 @pytest.mark.parametrize("name", INT8_ACTIVATION_FORMATS)
 def test_a_rows_result_does_not_depend_on_its_batch(name: str) -> None:
     packed = random_blocks(name, 21, 2, seed=5)
@@ -164,7 +175,8 @@ def test_unknown_activations_are_refused_by_name(tmp_path: Path) -> None:
 
 
 #: Run in a fresh process (the kernel library is registered once per process): every format,
-#: batch 1..9 and the row counts of ROWS against the numpy scheme, bit for bit.
+#: batch 1..9 and the row counts of ROWS against the numpy scheme, bit for bit, and non-finite
+#: activations giving NaN.
 _VARIANT_CHECK = """
 import numpy as np, jax.numpy as jnp
 from decoders.gguf_linear import INT8_ACTIVATION_FORMATS, project_blocks
@@ -182,6 +194,11 @@ for name in INT8_ACTIVATION_FORMATS:
             got = np.asarray(project_blocks(jnp.asarray(x), q8_layer(packed, name, width)))
             assert np.array_equal(got.view(np.uint32), q8_product(x, packed, name).view(np.uint32))
             checked += 1
+x = activations_for(3, 64, seed=16)
+x[0, 5], x[2, 40] = np.nan, np.inf
+packed = random_blocks("Q4_1", 17, 2, seed=15)
+got = np.asarray(project_blocks(jnp.asarray(x), q8_layer(packed, "Q4_1", 64)))
+np.testing.assert_array_equal(got, q8_product(x, packed, "Q4_1"))  # NaN where non-finite
 print(checked)
 """
 
