@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import HealthCheck, assume, given, reject, settings
 from hypothesis import strategies as st
 
 import shield
@@ -119,6 +120,10 @@ def test_library_specs_round_trip_through_llguidance(
     assert {n.rule_id for n in exported.not_carried} - set(classifiers) <= set(exported.carried)
     assert set(exported.carried) | set(classifiers) == {r.id for r in compiled.rules}
     grammar = matcher(exported.grammar, byte_tokenizer())
+    # A staged rule differs from its grammar on invisible characters only (reported above as
+    # carried only in part; the product of the whole list is over the compile limits, so the
+    # texts with invisible characters are what is left out of the comparison).
+    partly = any("invisible" in n.reason for n in exported.not_carried)
     seen: Counter[bool] = Counter()
 
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
@@ -128,6 +133,8 @@ def test_library_specs_round_trip_through_llguidance(
     )
     def agree(parts: list[str], tail: str) -> None:
         data = "".join(parts).encode("utf-8") + tail.encode("utf-8", "surrogatepass")[:1]
+        text = data.decode("utf-8", "replace")
+        assume(not (partly and any(c in ZERO_WIDTH or unicodedata.combining(c) for c in text)))
         ours = shield_accepts(compiled, data) and is_utf8(data)
         seen[ours] += 1
         assert llguidance_accepts(grammar, data) == ours, data
