@@ -155,8 +155,9 @@ def params_from_named(
         fields: dict[str, Any] = {}
         for field, tensors in _layer_tensors(config, layer).items():
             path = f"layers.{layer}.{field}"
-            # Already fused and [in, out] when the converted-model cache stored it so.
-            stored = named[path] if path in named else None
+            # Already fused and [in, out] when the converted-model cache stored it so. (Not
+            # `.get`: a lazy checkpoint's missing name raises ModelLoadError, not KeyError.)
+            stored = named[path] if path in named else None  # noqa: SIM401
             if stored is not None:
                 joined = stored.T if stored.ndim == 2 else stored  # a view: `.T` again is stored
             else:
