@@ -25,7 +25,7 @@ from decoders.model import Params
 from decoders.options import DecodeOptions
 from decoders.sampling import SamplingConfig
 from decoders.sharding import batch_mesh, data_size, shard_params, shard_state
-from decoders.state import FINISH_LENGTH, FINISH_REASONS, DecodeState, finish
+from decoders.state import FINISH_LENGTH, FINISH_REASONS, DecodeState, finish_rows
 from decoders.state import init_state as _init_state
 from decoders.step import attention_window
 from decoders.step import prefill as _prefill
@@ -124,13 +124,19 @@ def prepare(
         tokens, lengths = _padded(rows, slots)
         window = attention_window(int(lengths.max()), slots)
         state = _prefill(
-            params, model.config, state, jnp.asarray(tokens), jnp.asarray(lengths), window=window
+            params,
+            model.config,
+            state,
+            jax.device_put(tokens),
+            jax.device_put(lengths),
+            window=window,
         )
-    starts = jnp.asarray([len(ids) for ids in prompt_ids] + [len(prompt_ids[0])] * pad, jnp.int32)
-    state = dataclasses.replace(state, start=starts)
-    padding = jnp.arange(batch) >= len(prompts)  # [B]
-    state = finish(state, FINISH_LENGTH, padding)
-    limit = jnp.full((batch,), len(forced) + max_new_tokens, jnp.int32)
+    # Host arrays put on the device (jnp on host data compiles one small program per shape).
+    starts = np.asarray([len(ids) for ids in prompt_ids] + [len(prompt_ids[0])] * pad, np.int32)
+    state = dataclasses.replace(state, start=jax.device_put(starts))
+    padding = np.arange(batch) >= len(prompts)  # [B]
+    state = finish_rows(state, FINISH_LENGTH, jax.device_put(padding))
+    limit = jax.device_put(np.full((batch,), len(forced) + max_new_tokens, np.int32))
     return Prepared(
         state=state,
         decode_config=decode_config,
@@ -173,7 +179,12 @@ def _prefill_shared(
     fed = _init_state(model.config, DecodeConfig(batch_size=len(distinct), max_slots=slots))
     window = attention_window(int(lengths.max()), slots)
     fed = _prefill(
-        model.params, model.config, fed, jnp.asarray(tokens), jnp.asarray(lengths), window=window
+        model.params,
+        model.config,
+        fed,
+        jax.device_put(tokens),
+        jax.device_put(lengths),
+        window=window,
     )
     position = {row: index for index, row in enumerate(distinct)}
     take = jnp.asarray([position[tuple(r)] for r in rows], jnp.int32)  # [B] -> distinct row

@@ -37,7 +37,7 @@ from decoders.shielded_loop import (
     ShieldCarry,
     shielded_loop,
 )
-from decoders.state import FINISH_BUDGET, RUNNING, DecodeState, finish, rewind
+from decoders.state import FINISH_BUDGET, RUNNING, DecodeState, finish, finish_rows, rewind
 from decoders.step import attention_window
 from shield.errors import DecoderError
 from shield.judge import Window
@@ -124,7 +124,7 @@ def apply_decisions(
             finish_codes[b] = decision.code
     state = _rewind_rows(state, jax.device_put(targets), jax.device_put(rewind_rows))
     for code in np.unique(finish_codes[finish_codes > 0]):
-        state = _finish_rows(state, int(code), jax.device_put(finish_codes == code))
+        state = finish_rows(state, int(code), jax.device_put(finish_codes == code))
     carry = dataclasses.replace(
         carry,
         event=_cleared(carry.event, jax.device_put(clear)),
@@ -139,7 +139,6 @@ def apply_decisions(
 # The host's updates between device rounds, each one compiled program: run eagerly they were a
 # dozen small programs, every one lowered and fetched from the compilation cache at each start.
 _rewind_rows = jax.jit(rewind)
-_finish_rows = jax.jit(finish, static_argnums=1)
 
 
 @functools.partial(jax.jit, static_argnums=1)

@@ -161,15 +161,16 @@ def shield_tables(
     ends[list(SENTENCE_END_BYTES)] = True
     inside = np.arange(longest)[None, :] < lengths[:, None]  # [V, L]: bytes of the token
     closes = (ends[matrix] & inside).any(axis=1)  # the token holds a sentence end (closes_sentence)
+    # Put, not jnp.asarray: staging host arrays with jnp runs a small compiled program per shape.
     return ShieldTables(
-        transitions=jnp.asarray(np.asarray(token_shield.byte_transitions, dtype=np.int32)),
-        violating=jnp.asarray(np.asarray(token_shield.violating, dtype=bool)),
-        initial=jnp.asarray(initial),
-        token_bytes=jnp.asarray(matrix),
-        token_lengths=jnp.asarray(lengths),
-        valid=jnp.asarray(valid),
-        closes_sentence=jnp.asarray(closes),
-        **{name: jnp.asarray(array) for name, array in composed_arrays(composed).items()},
+        transitions=jax.device_put(np.asarray(token_shield.byte_transitions, dtype=np.int32)),
+        violating=jax.device_put(np.asarray(token_shield.violating, dtype=bool)),
+        initial=jax.device_put(initial),
+        token_bytes=jax.device_put(matrix),
+        token_lengths=jax.device_put(lengths),
+        valid=jax.device_put(valid),
+        closes_sentence=jax.device_put(closes),
+        **{name: jax.device_put(array) for name, array in composed_arrays(composed).items()},
     )
 
 

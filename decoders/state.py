@@ -43,6 +43,7 @@ __all__ = [
     "Snapshot",
     "append",
     "finish",
+    "finish_rows",
     "init_state",
     "rewind",
     "snapshot",
@@ -226,3 +227,8 @@ def rewind(
         rollbacks=state.rollbacks + rows.astype(jnp.int32),
         max_rollback=jnp.maximum(state.max_rollback, removed),
     )
+
+
+#: :func:`finish` compiled once (the host calls it between device runs; run eagerly it is four
+#: small programs, each fetched from the compilation cache at every start).
+finish_rows = jax.jit(finish, static_argnums=1)
