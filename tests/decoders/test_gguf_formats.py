@@ -9,10 +9,6 @@ valid block), so the K-quants, which the gguf package cannot quantise, are cover
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import gguf
@@ -23,9 +19,9 @@ import pytest
 
 from decoders.gguf_formats import FORMATS, dequantize_rows
 from decoders.gguf_linear import BlockLinear, dense_rows, embed_block_rows, project_blocks
-from decoders.native import compiler_command
 from decoders.sources import unpermute_qk
 from shield.errors import DecoderError
+from tests.decoders.kernel_support import run_variant
 
 #: Byte offsets of each format's float16 fields within a block.
 HALVES = {"Q4_0": (0,), "Q4_1": (0, 2), "Q8_0": (0,), "Q4_K": (0, 2), "Q6_K": (208,)}
@@ -184,16 +180,5 @@ print(worst, exact)
 )
 def test_every_instruction_set_variant_decodes_the_same_weights(tmp_path: Path, flags: str) -> None:
     """The AVX2 and the portable builds, forced on this CPU by disabling the wider units."""
-    compiler = shutil.which("c++") or " ".join(compiler_command())
-    env = {**os.environ, "SHIELD_CXX": f"{compiler} {flags}", "SHIELD_CACHE_DIR": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", _VARIANT_CHECK],
-        env=env,
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    worst, exact = done.stdout.strip().splitlines()[-1].split()
+    worst, exact = run_variant(_VARIANT_CHECK, flags, tmp_path).split()
     assert float(worst) <= 1e-6 and exact == "True"

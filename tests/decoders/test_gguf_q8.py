@@ -15,10 +15,6 @@ summed in order, at most 48 blocks here) adds well under 1e-5 of sum |x| |w|.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -35,8 +31,8 @@ from decoders.gguf_linear import (
     with_activations,
 )
 from decoders.loading import load_model
-from decoders.native import compiler_command
 from shield.errors import DecoderError
+from tests.decoders.kernel_support import run_variant
 from tests.decoders.q8_reference import BLOCK, block_integers, q8_product, quantise_activations
 from tests.decoders.test_gguf_formats import random_blocks, reference
 
@@ -211,15 +207,5 @@ print(checked)
 )
 def test_every_instruction_set_variant_gives_the_same_bits(tmp_path: Path, flags: str) -> None:
     """The builds this CPU would not choose, forced by disabling the wider units."""
-    compiler = shutil.which("c++") or " ".join(compiler_command())
-    env = {**os.environ, "SHIELD_CXX": f"{compiler} {flags}", "SHIELD_CACHE_DIR": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", _VARIANT_CHECK],
-        env=env,
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == str(len(INT8_ACTIVATION_FORMATS) * len(ROWS) * 9)
+    checked = run_variant(_VARIANT_CHECK, flags, tmp_path)
+    assert checked == str(len(INT8_ACTIVATION_FORMATS) * len(ROWS) * 9)

@@ -5,8 +5,6 @@ build's errors."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 from pathlib import Path
 
 import jax
@@ -24,6 +22,7 @@ from decoders.native import NativeKernelError, build_kernel, compiler_command
 from decoders.quantize import quantize_params, weight_format
 from decoders.weights import named_from_params
 from shield.errors import DecoderError
+from tests.decoders.kernel_support import run_check, variant_compiler
 
 finite = st.floats(-4.0, 4.0, allow_nan=False, width=32)
 
@@ -189,18 +188,8 @@ print(worst, repr(checksum))
 
 
 def _variant(env: dict[str, str]) -> tuple[float, str]:
-    import subprocess
-    import sys
 
-    done = subprocess.run(
-        [sys.executable, "-c", _VARIANT_CHECK],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    worst, checksum = done.stdout.strip().splitlines()[-1].split()
+    worst, checksum = run_check(_VARIANT_CHECK, env).split()
     return float(worst), checksum
 
 
@@ -215,8 +204,7 @@ def test_every_instruction_set_variant_computes_the_same_products(
     A system ``c++`` is preferred when there is one: zig rebuilds its C++ runtime (a minute) for
     every new set of CPU features, the system compiler does not.
     """
-    compiler = shutil.which("c++") or " ".join(compiler_command())
-    worst, _ = _variant({"SHIELD_CXX": f"{compiler} {flags}", "SHIELD_CACHE_DIR": str(tmp_path)})
+    worst, _ = _variant({"SHIELD_CXX": variant_compiler(flags), "SHIELD_CACHE_DIR": str(tmp_path)})
     assert worst <= 1e-5
 
 
