@@ -9,7 +9,8 @@ Two walks:
 
 * :func:`walk_tokens` — one token per row, ``L`` gathers per component: every step.
 * :func:`violating_tokens` — every token of the vocabulary from each row's state (``[B, V]``): used
-  by the ``mask`` strategy and by ``backtrack`` while it repairs a failed segment.
+  by the ``mask`` strategy and by ``backtrack`` while it repairs a failed segment. It walks the
+  vocabulary's byte trie (:mod:`decoders.trie_walk`): a shared prefix is read once.
 
 *Composed* components (normalisation as its own stage, :mod:`shield.automata.composed`) follow the
 ``C`` table components in the state vector: ``K`` of them, each a normaliser table ``[N, 257]``
@@ -30,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from decoders.pytree import pytree_dataclass
+from decoders.trie_walk import TRIE_PADDING, TrieLoops, trie_loops, walk_vocabulary
 from shield.automata.alphabet import END, N_SYMBOLS
 from shield.automata.composed import Composed
 from shield.checkpoints import SENTENCE_END_BYTES
@@ -64,6 +66,7 @@ class ShieldTables:
     letters: Array  # [K, P, A + 1] int32: letter tables; column A is the identity (no atom)
     letter_violating: Array  # [K, P] bool
     norm_states: Array  # [K] int32: N of each composed component (to unpack its state)
+    trie: TrieLoops  # the vocabulary's byte trie, for violating_tokens
 
     @property
     def components(self) -> int:
@@ -119,6 +122,8 @@ def shield_tables(
     vocab_size: int,
     never: np.ndarray,
     composed: Sequence[Composed] | None = None,
+    *,
+    trie_padding: float = TRIE_PADDING,
 ) -> ShieldTables:
     """Build the device tables of a lifted shield for a model with ``vocab_size`` logits.
 
@@ -132,6 +137,9 @@ def shield_tables(
         composed: composed components (absorbing), whose packed states follow the table
             components' in every state vector; None takes the token shield's own
             (``token_shield.composed``, the staged rules of :mod:`shield.lifting`).
+        trie_padding: how many steps the padding of the vocabulary trie's level groups may add,
+            as a share of its nodes (see :data:`decoders.trie_walk.TRIE_PADDING`): 0 makes each
+            level its own group.
 
     Returns:
         The :class:`ShieldTables`.
@@ -171,6 +179,7 @@ def shield_tables(
         valid=jax.device_put(valid),
         closes_sentence=jax.device_put(closes),
         **{name: jax.device_put(array) for name, array in composed_arrays(composed).items()},
+        trie=trie_loops(token_shield.byte_trie, vocab_size, trie_padding),
     )
 
 
@@ -280,13 +289,7 @@ def violating_tokens(tables: ShieldTables, states: Array) -> Array:
         True where reading the token from the row's state reaches a violating state; invalid ids
         are True as well (never allowed).
     """
-    batch, components = states.shape
-    vocab, longest = tables.token_bytes.shape
-    current = jnp.broadcast_to(states[:, None, :], (batch, vocab, components))  # [B, V, C + K]
-
-    def body(i: Array, current: Array) -> Array:
-        nxt = _step(tables, current, tables.token_bytes[:, i][None, :, None])  # [B, V, C + K]
-        return jnp.where((i < tables.token_lengths)[None, :, None], nxt, current)
-
-    final = jax.lax.fori_loop(0, longest, body, current)
-    return violates(tables, final) | ~tables.valid[None, :]
+    bad = walk_vocabulary(
+        tables.trie, states, lambda s, b: _step(tables, s, b), lambda s: violates(tables, s)
+    )
+    return bad | ~tables.valid[None, :]

@@ -261,6 +261,12 @@ class TokenShield:
             comp.violating(int(s)) for comp, s in zip(self.composed, states[c:], strict=True)
         )
 
+    @property
+    def byte_trie(self) -> Trie:
+        """The vocabulary's byte trie (see :data:`shield.vocabulary.Trie`), nodes ordered by depth."""
+        trie: Trie = self._trie  # type: ignore[attr-defined]
+        return trie
+
     def _component_row(self, c: int, state: int) -> np.ndarray:
         """int32 [V]: next state of component ``c`` from ``state`` for every token (cached)."""
         rows: dict[tuple[int, int], np.ndarray] = self._rows  # type: ignore[attr-defined]

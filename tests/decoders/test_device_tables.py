@@ -134,6 +134,36 @@ def test_violating_tokens_equal_the_host_mask(lifted: Lifted, walks: list[bytes]
         np.testing.assert_array_equal(decoder_mask[row], expected, err_msg=f"row {row} (END)")
 
 
+@given(
+    lifted=lifted_specs(),
+    walks=st.lists(texts, min_size=ROWS, max_size=ROWS),
+    padding=st.sampled_from((0.0, 1e9)),
+)
+def test_violating_tokens_do_not_depend_on_how_trie_levels_are_grouped(
+    lifted: Lifted, walks: list[bytes], padding: float
+) -> None:
+    """No padding (one loop per level where levels shrink), or all levels in one loop padded to the widest
+    (unbounded padding): the same violating set as the host's, from the same states."""
+    judge = lifted.judge
+    tables = shield_tables(
+        judge.tables, lifted.vocab, judge.never(lifted.eos), trie_padding=padding
+    )
+    levels = judge.tables.byte_trie[2]
+    steps = sum(parent.size for parent in tables.trie.parent)
+    if padding == 0:  # a group is padded to the level before it too: shrinking levels pad
+        nodes, groups = sum(hi - lo for lo, hi in levels), len(tables.trie.parent)
+        assert steps == nodes or groups == len(levels), "padded steps though none were allowed"
+    else:
+        assert len(tables.trie.parent) == min(len(levels), 1), "not one loop over every level"
+    states, device_states = states_of(lifted, walks)
+    bad = np.asarray(violating_tokens(tables, device_states))
+    real, never = len(lifted.host.token_bytes), judge.never(lifted.eos)
+    for row, state in enumerate(states):
+        expected = np.ones(lifted.vocab, dtype=bool)
+        expected[:real] = ~lifted.host.allowed_mask(np.asarray(state, np.int32)) | never
+        np.testing.assert_array_equal(bad[row], expected, err_msg=f"row {row}")
+
+
 @given(lifted=lifted_specs(), walks=st.lists(texts, min_size=ROWS, max_size=ROWS))
 def test_end_step_and_violates_equal_the_host(lifted: Lifted, walks: list[bytes]) -> None:
     """``violates`` and ``end_step`` are the host's ``violates``, ``end_states`` and ``end_violates``."""
@@ -178,7 +208,6 @@ def test_tables_are_those_of_shield_tables() -> None:
     first = device_tables(judge, vocab, EOS)
     assert device_tables(judge, vocab, EOS) is first
     again = shield_tables(judge.tables, vocab, judge.never(EOS))
-    for field in dataclasses.fields(ShieldTables):
-        np.testing.assert_array_equal(
-            np.asarray(getattr(first, field.name)), np.asarray(getattr(again, field.name))
-        )
+    assert jax.tree.structure(first) == jax.tree.structure(again)
+    for built, rebuilt in zip(jax.tree.leaves(first), jax.tree.leaves(again), strict=True):
+        np.testing.assert_array_equal(np.asarray(built), np.asarray(rebuilt))
