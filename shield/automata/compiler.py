@@ -347,7 +347,9 @@ def compile_rule(rule: AutomatonRule, limits: CompileLimits) -> CompiledRule:
     )
 
 
-def rule_scanner(rule: AutomatonRule, limits: CompileLimits) -> _LazyScanner | None:
+def rule_scanner(
+    rule: AutomatonRule, limits: CompileLimits, *, folded: bool | None = None
+) -> _LazyScanner | None:
     """The reverse scanner of ``rule``'s violating pattern, without compiling its automata.
 
     The compiled-shield cache (:mod:`shield.compiled_cache`) stores a rule's automata and rebuilds
@@ -356,6 +358,9 @@ def rule_scanner(rule: AutomatonRule, limits: CompileLimits) -> _LazyScanner | N
     Args:
         rule: a rule that compiled.
         limits: the compile limits.
+        folded: search folded texts with the folded pattern (what a staged rule's span search
+            reads, :meth:`CompiledRule.visible`); None folds exactly the staged rules. A product
+            automaton of a staged rule's pattern reads raw text: it needs ``folded=False``.
 
     Returns:
         The scanner (its pattern and NFA built on first use), or None for a maximum-length rule.
@@ -368,5 +373,5 @@ def rule_scanner(rule: AutomatonRule, limits: CompileLimits) -> _LazyScanner | N
         functools.partial(_pattern_ast, pattern, rule.id, limits),
         limits,
         functools.partial(_word_chars, pattern),
-        folded=is_staged(rule),
+        folded=is_staged(rule) if folded is None else folded,
     )

@@ -63,11 +63,11 @@ texts = st.lists(st.sampled_from(PIECES), max_size=16).map("".join)
 
 
 def _product(rule: WordsRule) -> CompiledRule:
-    """The rule compiled the product way (the reference the composition is tested against)."""
+    """The rule compiled the product way (the reference the composition is tested against); its
+    spans are searched in the raw text, so with the unfolded pattern."""
     matcher = pattern_matcher(rule, LIMITS)
-    return CompiledRule(
-        rule, "words", absorb(matcher, LIMITS, what="t"), matcher, rule_scanner(rule, LIMITS)
-    )
+    scanner = rule_scanner(rule, LIMITS, folded=False)
+    return CompiledRule(rule, "words", absorb(matcher, LIMITS, what="t"), matcher, scanner)
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +131,21 @@ def test_verdicts_and_spans_are_those_of_the_visible_text(
         assert strip_invisible(first.match, invisible_points(ALL)) == other.match
     if visible == text:  # no invisible characters: the very same report
         assert found == expected and first == other
+
+
+@pytest.mark.parametrize("text", [".45\u0455", "x.45\u0455", ".a.s.s", ". a.s.s"])
+def test_reference_spans_read_raw_text_regression(
+    shields: tuple[Shield, Shield], text: str
+) -> None:
+    """Regression (CI, Hypothesis found ``.45ѕ``): the product reference searched raw text with the
+    folded pattern, found no match and fell back to the longest span (from offset 0); a match
+    with a separator or a look-alike inside, after a non-word character, showed it."""
+    staged, reference = shields
+    first = staged.first_violation(text.encode(), final=True)
+    other = reference.first_violation(text.encode(), final=True)
+    assert first is not None and other is not None, "the scenario: both find the word"
+    assert (other.start, other.match) == (first.start, first.match)
+    assert not other.match.startswith((".", " ", "x"))
 
 
 def test_known_spans_and_deliberate_differences(shields: tuple[Shield, Shield]) -> None:
