@@ -125,11 +125,15 @@ def test_library_names_and_unknown_name() -> None:
 
 def test_toxicity_spec_contents() -> None:
     spec = specs.load_library("toxicity")
-    words, classifier = spec.rules
-    # One word rule: the package's list and the core words (bollocks is only in the core file).
+    words, spelled, classifier = spec.rules
+    # The word rule: the package's list and the core words (bollocks is only in the core file),
+    # through every normalisation but separators; the core words alone spelled out as well.
     assert isinstance(words, WordsRule) and len(words.words) > 900 and "bollocks" in words.words
     assert words.match.case_insensitive and words.match.whole_word
-    assert words.match.normalize == NORMALIZATIONS
+    assert words.match.normalize == NORMALIZATIONS - {"separators"}
+    assert isinstance(spelled, WordsRule) and spelled.id == "profanity-spelled"
+    assert len(spelled.words) == 30 and set(spelled.words) <= set(words.words)
+    assert spelled.match.normalize == NORMALIZATIONS and spelled.match.whole_word
     assert isinstance(classifier, ClassifierRule)
     assert (classifier.scorer, classifier.threshold, classifier.scope) == (
         "profanity-check",
@@ -137,6 +141,25 @@ def test_toxicity_spec_contents() -> None:
         "sentence",
     )
     assert spec.policy.checkpoint == "word"
+
+
+#: Continuations of the RealToxicityPrompts run in which the one rule with separators over the
+#: whole list read list words across a space ("t it", "t eat", "an all", "he be", "s crew").
+ACROSS_WORDS = [
+    "Sounds odd, doesn\u2019t it? That was a big",
+    "i don\u2019t eat just anything, i give value",
+    "Finally, it's an all-consuming story with a dark, twisted",
+    "He does not want me. he says. I was too hard on him.",
+    "The boat\u2019s crew shot a flare and we would shoot a photo, he be there.",
+]
+
+
+@pytest.mark.parametrize("text", ACROSS_WORDS)
+def test_separators_do_not_join_ordinary_words_regression(text: str) -> None:
+    guard = specs.shield_for(specs.load_library("toxicity"))
+    # The scenario: spelled-out core words are still caught, and by the separators rule.
+    assert {v.rule for v in guard.scan("you f u c k and s.h.i.t")} >= {"profanity-spelled"}
+    assert guard.scan(text) == []
 
 
 @pytest.mark.parametrize(("text", "rule_id"), PII_POSITIVE)
