@@ -196,8 +196,14 @@ def test_random_specs_exercise_every_verdict() -> None:
     """The scenarios of the property above occur: texts accepted and rejected by every rule kind."""
     seen: Counter[tuple[str, bool]] = Counter()
 
+    # Derandomized: a fixed sequence of examples, so the count of each scenario is the same on every
+    # run (CI once drew 150 specs in which no word rule rejected a text).
     @settings(
-        max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        max_examples=150,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
     )
     @given(spec=small_specs(), data=st.data())
     def record(spec: SmallSpec, data: st.DataObject) -> None:
