@@ -156,10 +156,9 @@ ACROSS_WORDS = [
 
 @pytest.mark.parametrize("text", ACROSS_WORDS)
 def test_separators_do_not_join_ordinary_words_regression(text: str) -> None:
-    guard = specs.shield_for(specs.load_library("toxicity"))
     # The scenario: spelled-out core words are still caught, and by the separators rule.
-    assert {v.rule for v in guard.scan("you f u c k and s.h.i.t")} >= {"profanity-spelled"}
-    assert guard.scan(text) == []
+    assert "profanity-spelled" in _shield_hits("toxicity", "you f u c k and s.h.i.t")
+    assert _shield_hits("toxicity", text) == set()
 
 
 @pytest.mark.parametrize(("text", "rule_id"), PII_POSITIVE)
